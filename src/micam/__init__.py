@@ -1,0 +1,30 @@
+"""micam: mutual-information-weighted class activation maps (MI-CAM) and the CAM baselines."""
+
+from micam.estimators import mutual_information
+from micam.methods import (
+    METHODS,
+    MICAM,
+    BaseCAM,
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    ScoreCAM,
+    XGradCAM,
+)
+from micam.targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "MICAM",
+    "BaseCAM",
+    "ClassifierOutputSoftmaxTarget",
+    "ClassifierOutputTarget",
+    "EigenCAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "ScoreCAM",
+    "XGradCAM",
+    "mutual_information",
+]

@@ -1,0 +1,11 @@
+"""Mutual-information estimators used to weight activation maps."""
+
+from micam.estimators.mutual_information import (
+    DEFAULT_BINS,
+    ESTIMATORS,
+    Estimator,
+    equal_width_bin_codes,
+    mutual_information,
+)
+
+__all__ = ["DEFAULT_BINS", "ESTIMATORS", "Estimator", "equal_width_bin_codes", "mutual_information"]
