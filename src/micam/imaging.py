@@ -57,4 +57,3 @@ def gaussian_blur(maps: Tensor, kernel_size: int, sigma: float) -> Tensor:
     x = F.pad(x, (0, 0, radius, radius), mode=pad_mode)
     x = F.conv2d(x, kernel.view(1, 1, -1, 1))
     return x[:, 0]
-

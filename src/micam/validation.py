@@ -40,9 +40,7 @@ def check_input(x: object, model: nn.Module) -> Tensor:
     stem = first_conv(model)
     if stem is not None and stem.in_channels != x.shape[1]:
         hint = " (grayscale images: x.expand(-1, 3, -1, -1))" if x.shape[1] == 1 and stem.in_channels == 3 else ""
-        raise ValueError(
-            f"the model's first conv expects {stem.in_channels} input channels, got {x.shape[1]}{hint}"
-        )
+        raise ValueError(f"the model's first conv expects {stem.in_channels} input channels, got {x.shape[1]}{hint}")
     return x
 
 

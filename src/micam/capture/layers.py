@@ -74,11 +74,7 @@ def resolve_layers(model: nn.Module, layers: Sequence[LayerSpec] | LayerSpec) ->
 
 def layer_names(model: nn.Module, conv_only: bool = False) -> list[str]:
     """All dotted submodule names (or only those of ``Conv2d`` modules)."""
-    return [
-        name
-        for name, module in model.named_modules()
-        if name and (not conv_only or isinstance(module, nn.Conv2d))
-    ]
+    return [name for name, module in model.named_modules() if name and (not conv_only or isinstance(module, nn.Conv2d))]
 
 
 def default_target_layer(model: nn.Module, example_input: Tensor) -> tuple[str, nn.Module]:

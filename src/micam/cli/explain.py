@@ -20,9 +20,7 @@ from micam.reports import restore_image, save_overlay
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, BMP, ...)")
     parser.add_argument("--model", default="mobilenet_v2", choices=models.MODEL_NAMES, help="default: %(default)s")
-    parser.add_argument(
-        "--weights", default="imagenet", help="'imagenet' (default), 'random' or a checkpoint file"
-    )
+    parser.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'random' or a checkpoint file")
     parser.add_argument(
         "--method",
         default="mi-cam",

@@ -1,6 +1,6 @@
 """Mutual-information estimators used to weight activation maps."""
 
-from micam.estimators.mutual_information import (
+from micam.estimators.plugin import (
     DEFAULT_BINS,
     ESTIMATORS,
     Estimator,

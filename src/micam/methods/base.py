@@ -128,8 +128,9 @@ class BaseCAM:
             if not self.class_agnostic:
                 target_list = normalize_targets(targets, self.last_output, inputs.shape[0])
             if self.uses_gradients:
-                scores = target_scores(target_list, output)  # type: ignore[arg-type]
-                gradients = torch.autograd.grad(scores.sum(), recording.activations)
+                with torch.enable_grad():  # also inside a caller's torch.no_grad()
+                    scores = target_scores(target_list, output)  # type: ignore[arg-type]
+                    gradients = torch.autograd.grad(scores.sum(), recording.activations)
             maps, self.last_layer_weights = [], {}
             for (name, _), activation, gradient in zip(layers, recording.activations, gradients, strict=True):
                 context = LayerContext(
@@ -145,7 +146,11 @@ class BaseCAM:
                 self.last_layer_weights[name] = weights.detach()
             del recording
         with torch.no_grad():
-            cam = scale_to_unit(torch.stack([scale_to_unit(m) for m in maps]).mean(0)) if len(maps) > 1 else scale_to_unit(maps[0])
+            cam = (
+                scale_to_unit(torch.stack([scale_to_unit(m) for m in maps]).mean(0))
+                if len(maps) > 1
+                else scale_to_unit(maps[0])
+            )
         return cam.float().to(input_tensor.device)
 
     def _to_maps(self, tensor: Tensor, name: str) -> Tensor:

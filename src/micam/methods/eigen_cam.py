@@ -30,7 +30,7 @@ class EigenCAM(BaseCAM):
         return (direction * sign[:, None]).to(context.activations.dtype)
 
     def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, int]) -> Tensor:
-        b, k, h, w = context.activations.shape
+        b, _, h, w = context.activations.shape
         projection = (self._centred_positions(context.activations) @ weights[:, :, None]).view(b, h, w)
         return upsample(projection.clamp(min=0)[:, None], size, "bilinear")[:, 0]
 

@@ -78,7 +78,7 @@ class MICAM(BaseCAM):
         pixel_mean: Sequence[float] | None = None,
         pixel_std: Sequence[float] | None = None,
         normalize_maps: bool | None = None,
-        blur: tuple[int, float] | None | bool = None,
+        blur: tuple[int, float] | bool | None = None,
         **kwargs,
     ) -> None:
         """Arguments left as None take the preset's value; ``blur=False`` disables a preset's blur."""

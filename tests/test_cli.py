@@ -1,0 +1,70 @@
+"""`micam explain` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from conftest import EXAMPLES, needs_mobilenet_weights
+from micam.cli.main import main
+
+
+@needs_mobilenet_weights
+def test_explain_writes_overlays_and_maps_and_skips_bad_files(tmp_path, capsys):
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes((EXAMPLES / "coffee.png").read_bytes()[:4000])
+    out = tmp_path / "out"
+    status = main(
+        [
+            "explain",
+            str(EXAMPLES / "chelsea.png"),
+            str(bad),
+            str(truncated),
+            str(tmp_path / "missing.jpg"),
+            str(EXAMPLES / "coffee.png"),
+            "--method",
+            "grad-cam,mi-cam,eigen-cam",
+            "--out",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr()
+    assert status == 1  # some inputs were skipped
+    assert "1. Egyptian cat (class 285)" in printed.out and "1. espresso (class 967)" in printed.out
+    for name in ("not-an-image.png", "truncated.png", "missing.jpg"):
+        assert f"skipped {tmp_path / name}" in printed.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["images"]) == {"chelsea", "coffee"} and len(summary["failures"]) == 3
+    assert [p["class"] for p in summary["images"]["chelsea"]["top"]][:1] == [285]
+    for stem in ("chelsea", "coffee"):
+        for method in ("grad-cam", "mi-cam", "eigen-cam"):
+            cam = np.load(out / stem / f"{method}.npy")
+            assert cam.shape == (224, 224) and cam.min() == 0 and cam.max() == 1
+            overlay = np.asarray(Image.open(out / stem / f"{method}.png"))
+            assert overlay.shape == (224, 224, 3) and overlay.std() > 10
+
+
+@needs_mobilenet_weights
+def test_explain_exits_zero_when_everything_worked(tmp_path):
+    assert main(["explain", str(EXAMPLES / "coffee.png"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "coffee" / "mi-cam.png").exists()
+
+
+def test_usage_errors_exit_two(tmp_path, capsys):
+    status = main(
+        ["explain", str(EXAMPLES / "coffee.png"), "--method", "lime", "--weights", "random", "--out", str(tmp_path)]
+    )
+    assert status == 2 and "unknown method" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "micam.cli.main", "explain", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--method" in result.stdout
