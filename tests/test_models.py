@@ -76,3 +76,10 @@ def test_missing_weights_say_how_to_provide_them(monkeypatch, tmp_path):
         models.load("alexnet")
     with pytest.raises(ValueError, match="checkpoint file"):
         models.load("resnet50", weights=str(tmp_path / "missing.pth"))
+
+
+@needs_mobilenet_weights
+def test_mobilenet_v2_checkpoint_is_placed_in_an_empty_hub_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    models.load("mobilenet_v2")
+    assert (tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").is_file()
