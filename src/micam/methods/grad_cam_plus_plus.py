@@ -18,7 +18,10 @@ class GradCAMPlusPlus(BaseCAM):
     uses_gradients = True
 
     def __init__(self, *args, eps: float = 1e-6, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        """``eps`` stabilizes the coefficient's denominator (1e-6, as pytorch-grad-cam)."""
+        """``eps`` is added to the coefficient's denominator: 1e-6 as pytorch-grad-cam (the default, so
+        maps match that library); ``eps=0`` is the paper's exact closed form. The choice matters: on
+        MobileNetV2 the two differ by up to 0.047 (max abs, normalized maps), since the gradients of a
+        logit w.r.t. a 1280x7x7 layer are ~1e-3 and their squares compete with 1e-6."""
         super().__init__(*args, **kwargs)
         self.eps = eps
 
@@ -27,6 +30,7 @@ class GradCAMPlusPlus(BaseCAM):
         grads_2 = grads.pow(2)  # type: ignore[union-attr]
         grads_3 = grads_2 * grads
         totals = activations.sum(dim=(2, 3), keepdim=True)
-        coefficient = grads_2 / (2 * grads_2 + totals * grads_3 + self.eps)
-        coefficient = torch.where(grads != 0, coefficient, torch.zeros_like(coefficient))
+        denominator = 2 * grads_2 + totals * grads_3 + self.eps
+        defined = (grads != 0) & (denominator != 0)
+        coefficient = torch.where(defined, grads_2 / torch.where(defined, denominator, 1), 0)
         return (coefficient * grads.clamp(min=0)).sum(dim=(2, 3))  # type: ignore[union-attr]
