@@ -1,0 +1,71 @@
+"""Average Drop / Average Increase, as the MI-CAM paper defines them (Sec. 4.3) and in the classic form.
+
+Paper (hard threshold t = 0.5 on the [0, 1] map, ``baseline`` = 0 by default):
+  Y = score(X);  O = score(X with pixels whose map value is below t set to the baseline);
+  B = score(all-baseline image);
+  AD = 100 * max(0, Y - O) / Y;   AI = 100 * max(0, O - B) / O      (per image; the tables average them)
+Classic (Chattopadhay et al., Grad-CAM++): O' = score(X * map);
+  drop = 100 * max(0, Y - O') / Y;  increase = 1 if O' > Y else 0 (the share of images whose score rises).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from micam.metrics.scores import ScoreKind, class_scores
+
+
+def _check_maps(images: Tensor, maps: Tensor) -> None:
+    if maps.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"maps must be (B, H, W) = {(images.shape[0], *images.shape[2:])}, got {tuple(maps.shape)}")
+    if not torch.isfinite(maps).all():
+        raise ValueError("maps contain NaN or Inf")
+
+
+def paper_drop_increase(
+    model: nn.Module,
+    images: Tensor,
+    maps: Tensor,
+    classes: Sequence[int] | Tensor,
+    threshold: float = 0.5,
+    baseline: float = 0.0,
+    score: ScoreKind = "probability",
+    batch_size: int = 64,
+) -> dict[str, Tensor]:
+    """Per-image AD and AI in percent (the paper's hard-threshold form) and the scores behind them."""
+    _check_maps(images, maps)
+    keep = (maps >= threshold)[:, None].to(images.dtype)
+    masked = images * keep + baseline * (1 - keep)
+    full = class_scores(model, images, classes, score, batch_size)
+    focused = class_scores(model, masked, classes, score, batch_size)
+    empty = class_scores(model, torch.full_like(images, baseline), classes, score, batch_size)
+    return {
+        "average_drop": 100 * (full - focused).clamp(min=0) / full,
+        "average_increase": 100 * (focused - empty).clamp(min=0) / focused,
+        "score_full": full,
+        "score_focused": focused,
+        "score_baseline": empty,
+    }
+
+
+def classic_drop_increase(
+    model: nn.Module,
+    images: Tensor,
+    maps: Tensor,
+    classes: Sequence[int] | Tensor,
+    score: ScoreKind = "probability",
+    batch_size: int = 64,
+) -> dict[str, Tensor]:
+    """Per-image Grad-CAM++ drop (percent) and increase (0/1) with the soft mask X * map."""
+    _check_maps(images, maps)
+    full = class_scores(model, images, classes, score, batch_size)
+    explained = class_scores(model, images * maps[:, None], classes, score, batch_size)
+    return {
+        "average_drop": 100 * (full - explained).clamp(min=0) / full,
+        "increase_in_confidence": (explained > full).to(full.dtype),
+        "score_full": full,
+        "score_explained": explained,
+    }
