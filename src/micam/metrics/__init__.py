@@ -1,18 +1,32 @@
 """Faithfulness and localization metrics of the MI-CAM paper, batched, on the model's device."""
 
 from micam.metrics.confidence import classic_drop_increase, paper_drop_increase
+from micam.metrics.counterfactual import blur_box, counterfactual_weights, set_box, set_region
 from micam.metrics.deletion_insertion import auc, deletion_insertion, make_baseline
 from micam.metrics.localization import box_mask, energy_pointing_game, pointing_game
+from micam.metrics.sanity import cascading_randomization, parametrized_layers
 from micam.metrics.scores import class_scores
+from micam.metrics.similarity import hog, hog_similarity, pearson, spearman, ssim
 
 __all__ = [
     "auc",
+    "blur_box",
     "box_mask",
+    "cascading_randomization",
     "class_scores",
     "classic_drop_increase",
+    "counterfactual_weights",
     "deletion_insertion",
     "energy_pointing_game",
+    "hog",
+    "hog_similarity",
     "make_baseline",
     "paper_drop_increase",
+    "parametrized_layers",
+    "pearson",
     "pointing_game",
+    "set_box",
+    "set_region",
+    "spearman",
+    "ssim",
 ]

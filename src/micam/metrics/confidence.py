@@ -15,14 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from micam.metrics.scores import ScoreKind, class_scores
-
-
-def _check_maps(images: Tensor, maps: Tensor) -> None:
-    if maps.shape != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"maps must be (B, H, W) = {(images.shape[0], *images.shape[2:])}, got {tuple(maps.shape)}")
-    if not torch.isfinite(maps).all():
-        raise ValueError("maps contain NaN or Inf")
+from micam.metrics.scores import ScoreKind, check_maps, class_scores
 
 
 def paper_drop_increase(
@@ -36,7 +29,7 @@ def paper_drop_increase(
     batch_size: int = 64,
 ) -> dict[str, Tensor]:
     """Per-image AD and AI in percent (the paper's hard-threshold form) and the scores behind them."""
-    _check_maps(images, maps)
+    check_maps(images, maps)
     keep = (maps >= threshold)[:, None].to(images.dtype)
     masked = images * keep + baseline * (1 - keep)
     full = class_scores(model, images, classes, score, batch_size)
@@ -60,7 +53,7 @@ def classic_drop_increase(
     batch_size: int = 64,
 ) -> dict[str, Tensor]:
     """Per-image Grad-CAM++ drop (percent) and increase (0/1) with the soft mask X * map."""
-    _check_maps(images, maps)
+    check_maps(images, maps)
     full = class_scores(model, images, classes, score, batch_size)
     explained = class_scores(model, images * maps[:, None], classes, score, batch_size)
     return {

@@ -18,8 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from micam.imaging import gaussian_blur
-from micam.metrics.confidence import _check_maps
-from micam.metrics.scores import ScoreKind, class_scores
+from micam.metrics.scores import ScoreKind, check_maps, class_scores
 
 Baseline = Literal["zero", "blur", "mean"]
 
@@ -56,7 +55,7 @@ def deletion_insertion(
     batch_size: int = 128,
 ) -> dict[str, Tensor]:
     """Per-image deletion and insertion curves (B, steps + 1) and their AUCs (B,)."""
-    _check_maps(images, maps)
+    check_maps(images, maps)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     h, w = images.shape[-2:]

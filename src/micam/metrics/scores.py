@@ -34,3 +34,11 @@ def class_scores(
                 output = torch.softmax(output, dim=1)
             parts.append(output.gather(1, classes[start : start + batch_size, None])[:, 0])
     return torch.cat(parts) if parts else images.new_zeros(0)
+
+
+def check_maps(images: Tensor, maps: Tensor) -> None:
+    """Maps must be finite (B, H, W) at the images' size."""
+    if maps.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"maps must be (B, H, W) = {(images.shape[0], *images.shape[2:])}, got {tuple(maps.shape)}")
+    if not torch.isfinite(maps).all():
+        raise ValueError("maps contain NaN or Inf")

@@ -1,0 +1,88 @@
+"""Similarity of two maps or two weight vectors: Spearman rank correlation, SSIM, HOG correlation.
+
+These are the measures of the cascading-randomization sanity check (Adebayo et al., 2018) and of the
+counterfactual weight comparison.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    """Rank correlation of each row pair of (..., N) tensors (ties share their average rank)."""
+    return pearson(_average_ranks(a), _average_ranks(b))
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation along the last dimension (0 when either side is constant)."""
+    a = a.double() - a.double().mean(dim=-1, keepdim=True)
+    b = b.double() - b.double().mean(dim=-1, keepdim=True)
+    denominator = (a.pow(2).sum(-1) * b.pow(2).sum(-1)).sqrt()
+    return torch.where(denominator > 0, (a * b).sum(-1) / denominator.clamp(min=1e-300), 0.0)
+
+
+def _average_ranks(x: Tensor) -> Tensor:
+    """Ranks 1..N along the last dimension, ties replaced by their mean rank."""
+    order = x.argsort(dim=-1, stable=True)
+    ordered = x.gather(-1, order)
+    position = torch.arange(1, x.shape[-1] + 1, dtype=torch.float64, device=x.device).expand(x.shape)
+    new_group = torch.ones_like(ordered, dtype=torch.long)
+    new_group[..., 1:] = (ordered[..., 1:] != ordered[..., :-1]).long()
+    group = new_group.cumsum(-1) - 1
+    sums = torch.zeros(x.shape, dtype=torch.float64, device=x.device).scatter_add_(-1, group, position)
+    counts = torch.zeros(x.shape, dtype=torch.float64, device=x.device).scatter_add_(
+        -1, group, torch.ones_like(position)
+    )
+    mean_rank = (sums / counts.clamp(min=1)).gather(-1, group)
+    return torch.empty_like(mean_rank).scatter_(-1, order, mean_rank)
+
+
+def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> Tensor:
+    """Mean structural similarity of (B, H, W) maps (Gaussian window, Wang et al. 2004 constants)."""
+    offsets = torch.arange(window, dtype=torch.float64, device=a.device) - window // 2
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum())[:, None] * (kernel / kernel.sum())[None, :]
+    kernel = kernel[None, None]
+    x, y = a.double()[:, None], b.double()[:, None]
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(t, kernel)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return index.mean(dim=(1, 2, 3))
+
+
+def hog(maps: Tensor, cell: int = 8, orientations: int = 9) -> Tensor:
+    """Histogram-of-oriented-gradients descriptor of (B, H, W) maps: unsigned orientations, one
+    histogram per ``cell`` x ``cell`` block, weighted by gradient magnitude; (B, cells * orientations)."""
+    x = maps.double()[:, None]
+    gx = F.pad(x[..., :, 2:] - x[..., :, :-2], (1, 1, 0, 0))
+    gy = F.pad(x[..., 2:, :] - x[..., :-2, :], (0, 0, 1, 1))
+    magnitude = (gx**2 + gy**2).sqrt()[:, 0]
+    angle = torch.atan2(gy, gx)[:, 0].remainder(math.pi)
+    bins = (angle / math.pi * orientations).long().clamp(max=orientations - 1)
+    b, h, w = magnitude.shape
+    hc, wc = h // cell, w // cell
+    magnitude = magnitude[:, : hc * cell, : wc * cell]
+    bins = bins[:, : hc * cell, : wc * cell]
+    cell_index = (torch.arange(hc * cell, device=maps.device)[:, None] // cell) * wc + (
+        torch.arange(wc * cell, device=maps.device)[None, :] // cell
+    )
+    flat_index = (cell_index[None] * orientations + bins).flatten(1)
+    histogram = torch.zeros(b, hc * wc * orientations, dtype=torch.float64, device=maps.device)
+    return histogram.scatter_add_(1, flat_index, magnitude.flatten(1))
+
+
+def hog_similarity(a: Tensor, b: Tensor, cell: int = 8) -> Tensor:
+    """Pearson correlation of the HOG descriptors of (B, H, W) maps."""
+    return pearson(hog(a, cell), hog(b, cell))

@@ -1,0 +1,100 @@
+"""Similarity measures, the counterfactual weight analysis and the cascading randomization check."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from conftest import TinyCNN
+from micam import MICAM, GradCAM
+from micam.metrics import (
+    blur_box,
+    cascading_randomization,
+    counterfactual_weights,
+    hog,
+    parametrized_layers,
+    set_box,
+    spearman,
+    ssim,
+)
+from test_methods_exact import H_G, RGB, mi_model
+
+
+def entropy(p: float) -> float:
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def test_spearman_matches_scipy_with_ties():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, (4, 50)), rng.normal(size=(4, 50))
+    ours = spearman(torch.tensor(a, dtype=torch.float64), torch.tensor(b))
+    for i in range(4):
+        assert ours[i].item() == pytest.approx(spearmanr(a[i], b[i]).statistic, abs=1e-12)
+    assert spearman(torch.tensor([1.0, 2, 3]), torch.tensor([3.0, 2, 1])).item() == pytest.approx(-1.0)
+
+
+def test_ssim_by_hand():
+    a = torch.rand(2, 20, 20)
+    torch.testing.assert_close(ssim(a, a), torch.ones(2, dtype=torch.float64))
+    # Constant maps c1, c2: variances and covariance vanish, SSIM = (2 c1 c2 + C1) / (c1^2 + c2^2 + C1).
+    c1, c2, k1 = 0.2, 0.6, 0.01**2
+    value = ssim(torch.full((1, 16, 16), c1), torch.full((1, 16, 16), c2)).item()
+    assert value == pytest.approx((2 * c1 * c2 + k1) / (c1**2 + c2**2 + k1), rel=1e-6)
+
+
+def test_hog_of_step_edges_by_hand():
+    vertical = torch.zeros(1, 16, 16)
+    vertical[..., 8:] = 1.0  # central differences of 1 in columns 7 and 8, angle 0 -> bin 0
+    descriptor = hog(vertical).view(4, 9)
+    torch.testing.assert_close(descriptor[:, 0], torch.full((4,), 8.0, dtype=torch.float64))
+    assert descriptor[:, 1:].abs().sum() == 0
+    horizontal = vertical.transpose(1, 2)  # angle pi/2 -> bin 4
+    assert hog(horizontal).view(4, 9)[:, 4].tolist() == [8.0] * 4
+
+
+def test_counterfactual_mi_weights_by_hand():
+    # do(top row = 0): G (1 on the top row) becomes constant, so its MI drops to 0; R keeps 6 of 16 ones.
+    with MICAM(mi_model(), target_layers=["conv"], estimator="reference") as cam:
+        result = counterfactual_weights(cam, RGB, set_box([0, 0, 3, 0], 0.0))
+    expected = torch.tensor([[entropy(6 / 16), 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(result["counterfactual_weights"], expected)
+    change = (abs(entropy(6 / 16) - math.log(2)) + H_G) / 2
+    assert result["mean_abs_change"].item() == pytest.approx(change, abs=1e-12)
+    assert result["relative_change"].item() == pytest.approx(change / ((math.log(2) + H_G) / 2), abs=1e-12)
+    assert result["rank_correlation"].item() == pytest.approx(1.0)
+    assert torch.equal(result["counterfactual_images"][0, :, 0], torch.zeros(3, 4))
+
+
+def test_counterfactual_keeps_the_class_of_the_actual_image(tiny_batch):
+    # Behind a GAP + linear head, Grad-CAM's weights are head.weight[c] / (h w) whatever the input:
+    # an intervention leaves them unchanged, provided the same class c is explained.
+    model = TinyCNN().eval()
+    classes = model(tiny_batch[:2]).argmax(1)
+    with GradCAM(model, target_layers=["features.3"]) as cam:
+        result = counterfactual_weights(cam, tiny_batch[:2], blur_box([0, 0, 7, 7]))
+    expected = (model.head.weight[classes] / 16).double().detach()
+    torch.testing.assert_close(result["actual_weights"], expected)
+    torch.testing.assert_close(result["counterfactual_weights"], expected)
+    assert torch.equal(result["mean_abs_change"], torch.zeros(2, dtype=torch.float64))
+    assert not torch.equal(result["counterfactual_images"], tiny_batch[:2])
+
+
+def test_cascading_randomization_degrades_maps_and_leaves_the_model_alone(tiny_batch):
+    model = TinyCNN().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    layers = parametrized_layers(model)
+    assert layers == ["head", "features.2", "features.0"]
+    rows = cascading_randomization(model, lambda m: GradCAM(m, target_layers=["features.3"]), tiny_batch, seed=1)
+    assert [row["layer"] for row in rows] == ["original", *layers]
+    for key in ("ssim", "spearman", "hog"):
+        torch.testing.assert_close(rows[0][key], torch.ones(3, dtype=torch.float64))
+        assert float(rows[-1][key].mean()) < 0.9
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    again = cascading_randomization(model, lambda m: GradCAM(m, target_layers=["features.3"]), tiny_batch, seed=1)
+    torch.testing.assert_close(again[-1]["map"], rows[-1]["map"])
+    with pytest.raises(ValueError, match="unknown layers"):
+        cascading_randomization(model, lambda m: MICAM(m), tiny_batch, layers=["nope"])
