@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 
@@ -37,6 +38,21 @@ def channel_picker(picks: list[int], in_channels: int = 3) -> nn.Conv2d:
         for k, c in enumerate(picks):
             conv.weight[k, c] = 1.0
     return conv
+
+
+# R is 1 on the left half (P = 1/2), G is 1 on the top row (P = 1/4, independent of R), B = 0:
+# gray = 0.299 R + 0.587 G.
+R = torch.tensor([[1.0, 1, 0, 0]] * 4)
+G = torch.zeros(4, 4)
+G[0] = 1.0
+RGB = torch.stack([R, G, torch.zeros(4, 4)])[None]  # (1, 3, 4, 4)
+H_R = math.log(2)
+H_G = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+
+
+def mi_model() -> nn.Module:
+    """Target layer "conv" = copies of R and G; a linear head on their means."""
+    return LinearHead(channel_picker([0, 1]), torch.eye(2))
 
 
 class TinyCNN(nn.Module):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from conftest import TinyCNN
+from conftest import H_G, RGB, TinyCNN, mi_model
 from micam import MICAM, GradCAM
 from micam.metrics import (
     blur_box,
@@ -21,7 +21,6 @@ from micam.metrics import (
     spearman,
     ssim,
 )
-from test_methods_exact import H_G, RGB, mi_model
 
 
 def entropy(p: float) -> float:

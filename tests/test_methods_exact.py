@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -11,26 +9,12 @@ import torch.nn.functional as F
 from sklearn.metrics import mutual_info_score
 from torch import nn
 
-from conftest import LinearHead, channel_picker
+from conftest import H_G, H_R, RGB, G, LinearHead, R, channel_picker, mi_model
 from micam import MICAM, EigenCAM, GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM
 
 
 def unit(t: torch.Tensor) -> torch.Tensor:
     return (t - t.min()) / (t.max() - t.min())
-
-
-# R is 1 on the left half (P = 1/2), G is 1 on the top row (P = 1/4, independent of R), B = 0:
-# gray = 0.299 R + 0.587 G.
-R = torch.tensor([[1.0, 1, 0, 0]] * 4)
-G = torch.zeros(4, 4)
-G[0] = 1.0
-RGB = torch.stack([R, G, torch.zeros(4, 4)])[None]  # (1, 3, 4, 4)
-H_R = math.log(2)
-H_G = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
-
-
-def mi_model() -> nn.Module:
-    return LinearHead(channel_picker([0, 1]), torch.eye(2))
 
 
 def test_mi_cam_reference_weights_and_map_by_hand():
