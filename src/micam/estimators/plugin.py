@@ -89,7 +89,7 @@ def _check_pair(a: Tensor, b: Tensor, estimator: str, bins: int) -> tuple[Tensor
 def _codes(x: Tensor, estimator: str, bins: int) -> Tensor:
     """Integer code of each sample: its bin, or the dense rank of its value among the row's values."""
     if estimator == "reference":
-        return _distinct_value_codes(x)
+        return dense_ranks(x)
     return _bin_index(x, bins)
 
 
@@ -142,8 +142,8 @@ def _bin_index(x: Tensor, bins: int) -> Tensor:
     return (x - lo).mul_(scale).floor_().clamp_(0, bins - 1)
 
 
-def _distinct_value_codes(x: Tensor) -> Tensor:
-    """Dense rank of each value within its row: equal values share a code, codes run from 0."""
+def dense_ranks(x: Tensor) -> Tensor:
+    """Dense rank of each value within its row of an (R, N) tensor: equal values share a code, from 0."""
     ordered, order = x.sort(dim=-1)
     new_value = torch.ones_like(ordered, dtype=torch.long)
     new_value[:, 1:] = (ordered[:, 1:] != ordered[:, :-1]).long()

@@ -183,20 +183,28 @@ def upsample(maps: Tensor, size: tuple[int, int], mode: str) -> Tensor:
     return F.interpolate(maps, size=size, mode=mode)
 
 
+def min_max_per_map(maps: Tensor) -> Tensor:
+    """Min-max scale each (h, w) map over the last two dimensions to [0, 1]; constant maps become zeros.
+
+    Silent (masks and channels may legitimately be constant); ``scale_to_unit`` warns for final CAMs.
+    """
+    flat = maps.flatten(-2)
+    lo = flat.amin(dim=-1)[..., None, None]
+    span = (flat.amax(dim=-1)[..., None, None] - lo).clamp_min(torch.finfo(maps.dtype).tiny)
+    return (maps - lo) / span
+
+
 def scale_to_unit(maps: Tensor) -> Tensor:
-    """Min-max scale each (H, W) map of a (B, H, W) batch to [0, 1]; constant maps become zeros."""
+    """Min-max scale each (H, W) map of a (B, H, W) batch to [0, 1], warning when one is constant."""
     flat = maps.flatten(1)
-    lo = flat.amin(dim=1)[:, None, None]
-    span = flat.amax(dim=1)[:, None, None] - lo
-    constant = span <= 0
-    if bool(constant.any()):
+    if bool((flat.amax(dim=1) <= flat.amin(dim=1)).any()):
         warnings.warn(
             "a CAM is constant (all-zero weights or activations, or everything removed by the ReLU); "
             "returning an all-zero map for it",
             RuntimeWarning,
             stacklevel=3,
         )
-    return torch.where(constant, torch.zeros_like(maps), (maps - lo) / torch.where(constant, 1, span))
+    return min_max_per_map(maps)
 
 
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:

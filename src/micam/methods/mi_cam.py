@@ -35,7 +35,7 @@ from torch import Tensor
 
 from micam.estimators import DEFAULT_BINS, ESTIMATORS, mutual_information
 from micam.imaging import BT601_LUMA, gaussian_blur, grayscale
-from micam.methods.base import BaseCAM, LayerContext, upsample
+from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
@@ -149,10 +149,7 @@ class MICAM(BaseCAM):
     def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, int]) -> Tensor:
         activations = context.activations
         if self.normalize_maps:
-            flat = activations.flatten(2)
-            lo = flat.amin(dim=2)[..., None, None]
-            span = (flat.amax(dim=2)[..., None, None] - lo).clamp_min(torch.finfo(activations.dtype).tiny)
-            activations = (activations - lo) / span
+            activations = min_max_per_map(activations)
         weighted = torch.einsum("bk,bkhw->bhw", weights.to(activations.dtype), activations)
         cam = upsample(weighted[:, None], size, self.upsample_mode)[:, 0]
         if self.blur is not None:

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from micam.methods.base import BaseCAM, LayerContext, upsample
+from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample
 from micam.targets import target_scores
 
 
@@ -50,7 +50,7 @@ class ScoreCAM(BaseCAM):
             channels = active[i].nonzero().squeeze(1)
             for start in range(0, channels.numel(), self.batch_size):
                 chunk = channels[start : start + self.batch_size]
-                masks = _unit_masks(upsample(activations[i, chunk][None], size, "bilinear")[0])
+                masks = min_max_per_map(upsample(activations[i, chunk][None], size, "bilinear")[0])
                 batch = buffer[: chunk.numel()]
                 torch.mul(inputs[i : i + 1], masks[:, None], out=batch)
                 weights[i, chunk] = self._scores(batch, context.targets[i])  # type: ignore[index]
@@ -63,11 +63,3 @@ class ScoreCAM(BaseCAM):
         if self.score == "probability":
             output = torch.softmax(output, dim=-1)
         return target_scores([target] * batch.shape[0], output)
-
-
-def _unit_masks(maps: Tensor) -> Tensor:
-    """Min-max scale each (H, W) map of a (K, H, W) stack to [0, 1] (a constant map becomes zeros)."""
-    flat = maps.flatten(1)
-    lo, hi = flat.amin(dim=1), flat.amax(dim=1)
-    span = (hi - lo).clamp_min(torch.finfo(maps.dtype).tiny)
-    return (maps - lo[:, None, None]) / span[:, None, None]

@@ -73,6 +73,7 @@ def _randomize(module: nn.Module, generator: torch.Generator) -> None:
     """Re-draw each of the module's own parameters from N(0, s^2), s = its trained std (0.1 if constant)."""
     with torch.no_grad():
         for parameter in module.parameters(recurse=False):
-            scale = float(parameter.std()) if parameter.numel() > 1 and float(parameter.std()) > 0 else 0.1
+            spread = float(parameter.std()) if parameter.numel() > 1 else 0.0
+            scale = spread if spread > 0 else 0.1
             noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
             parameter.copy_((noise * scale).to(parameter.device))

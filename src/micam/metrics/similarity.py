@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from micam.estimators import dense_ranks
+
 
 def spearman(a: Tensor, b: Tensor) -> Tensor:
     """Rank correlation of each row pair of (..., N) tensors (ties share their average rank)."""
@@ -28,18 +30,12 @@ def pearson(a: Tensor, b: Tensor) -> Tensor:
 
 def _average_ranks(x: Tensor) -> Tensor:
     """Ranks 1..N along the last dimension, ties replaced by their mean rank."""
-    order = x.argsort(dim=-1, stable=True)
-    ordered = x.gather(-1, order)
-    position = torch.arange(1, x.shape[-1] + 1, dtype=torch.float64, device=x.device).expand(x.shape)
-    new_group = torch.ones_like(ordered, dtype=torch.long)
-    new_group[..., 1:] = (ordered[..., 1:] != ordered[..., :-1]).long()
-    group = new_group.cumsum(-1) - 1
-    sums = torch.zeros(x.shape, dtype=torch.float64, device=x.device).scatter_add_(-1, group, position)
-    counts = torch.zeros(x.shape, dtype=torch.float64, device=x.device).scatter_add_(
-        -1, group, torch.ones_like(position)
-    )
-    mean_rank = (sums / counts.clamp(min=1)).gather(-1, group)
-    return torch.empty_like(mean_rank).scatter_(-1, order, mean_rank)
+    rows = x.reshape(-1, x.shape[-1])
+    codes = dense_ranks(rows)
+    counts = torch.zeros(rows.shape, dtype=torch.float64, device=x.device)
+    counts.scatter_add_(1, codes, torch.ones_like(counts))
+    smaller = counts.cumsum(dim=1) - counts  # how many values lie below each distinct value
+    return (smaller + (counts + 1) / 2).gather(1, codes).reshape(x.shape)
 
 
 def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> Tensor:
