@@ -13,7 +13,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from micam import models
-from micam.methods import METHODS, MICAM, BaseCAM, ScoreCAM
+from micam.methods import METHODS, BaseCAM
+from micam.methods.factory import make_method
 from micam.reports import restore_image, save_overlay
 
 
@@ -44,15 +45,15 @@ def parse_methods(text: str) -> list[str]:
 
 def build_method(name: str, loaded: models.LoadedModel, layer: str | None, args: argparse.Namespace) -> BaseCAM:
     """A method on ``loaded``'s model; MI-CAM grays the restored photo (its normalization is known)."""
-    target = [layer] if layer else [loaded.target_layer]
-    cls = METHODS[name]
-    if cls is MICAM:
-        if args.mi_preset == "authors":
-            return MICAM(loaded.model, target, preset="authors")
-        return MICAM(loaded.model, target, pixel_mean=loaded.mean, pixel_std=loaded.std)
-    if cls is ScoreCAM:
-        return ScoreCAM(loaded.model, target, batch_size=args.score_cam_batch_size)
-    return cls(loaded.model, target)
+    return make_method(
+        name,
+        loaded.model,
+        layer or loaded.target_layer,
+        pixel_mean=loaded.mean,
+        pixel_std=loaded.std,
+        score_cam_batch_size=args.score_cam_batch_size,
+        mi_preset=args.mi_preset,
+    )
 
 
 def read_image(path: Path) -> Image.Image:

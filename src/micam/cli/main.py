@@ -6,27 +6,36 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from micam.cli import explain
+from micam.cli import benchmark, evaluate, explain, report, reproduce
+
+# name -> (module with add_arguments / run and a docstring, one-line help)
+COMMANDS = {
+    "explain": (explain, "heatmaps and top-5 classes for images"),
+    "evaluate": (evaluate, "the paper's metrics on labelled images (resumable)"),
+    "benchmark": (benchmark, "time MI-CAM against its peers (Table 4)"),
+    "report": (report, "a self-contained HTML page of a results folder"),
+    "reproduce": (reproduce, "the paper's tables and figures in one command"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="micam", description="Explain what a CNN looks at, with MI-CAM and peers.")
     commands = parser.add_subparsers(dest="command", required=True)
-    explain.add_arguments(
-        commands.add_parser("explain", help="heatmaps and top-5 classes for images", description=explain.__doc__)
-    )
+    for name, (module, summary) in COMMANDS.items():
+        module.add_arguments(commands.add_parser(name, help=summary, description=module.__doc__))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "explain":
-            return explain.run(args)
+        return COMMANDS[args.command][0].run(args)
     except (ValueError, RuntimeError) as error:
         print(f"micam {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 2
+    except KeyboardInterrupt:
+        print(f"micam {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

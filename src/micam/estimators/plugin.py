@@ -115,9 +115,16 @@ def _binned_mi(codes_a: Tensor, codes_b: Tensor, bins: int, normalized: bool) ->
     joint = joint.scatter_add_(1, cell, ones).double().view(rows, bins, bins)
     s_a = _xlogx(joint.sum(dim=2)).sum(dim=1)
     s_b = _xlogx(joint.sum(dim=1)).sum(dim=1)
-    mi = _mi_from_sums(s_a, s_b, _xlogx(joint).sum(dim=(1, 2)), n)
     constant = (codes_a.amax(dim=-1) == 0) | (codes_b.amax(dim=-1) == 0)
-    mi = mi.masked_fill_(constant, 0.0)
+    return _finish_binned(s_a, s_b, _xlogx(joint).sum(dim=(1, 2)), constant, n, normalized)
+
+
+def _finish_binned(s_a: Tensor, s_b: Tensor, s_ab: Tensor, constant: Tensor, n: int, normalized: bool) -> Tensor:
+    """Binned (or normalized) MI from the sums of c*log(c) over marginal and joint bin counts.
+
+    Shared with the fused kernels (``micam.estimators.fused``) so both routes finish identically.
+    """
+    mi = _mi_from_sums(s_a, s_b, s_ab, n).masked_fill_(constant, 0.0)
     if not normalized:
         return mi
     mean_entropy = math.log(n) - 0.5 * (s_a + s_b) / n

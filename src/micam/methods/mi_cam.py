@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from micam.estimators import DEFAULT_BINS, ESTIMATORS, mutual_information
+from micam.estimators import DEFAULT_BINS, ESTIMATORS, upsampled_mutual_information
 from micam.imaging import BT601_LUMA, gaussian_blur, grayscale
 from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample
 
@@ -56,8 +56,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 UPSAMPLE_MODES = ("bilinear", "nearest")
-# Upsampled maps are formed a chunk of channels at a time, at most this many values per chunk.
-_VALUES_PER_CHUNK = 1 << 23
 
 
 class MICAM(BaseCAM):
@@ -130,21 +128,13 @@ class MICAM(BaseCAM):
         }
 
     def channel_weights(self, context: LayerContext) -> Tensor:
+        """MI of every upsampled map with the gray input, without materializing the upsampled layer:
+        fused kernels on CPU where they are exact, else a bounded chunk of maps at a time."""
         inputs, activations = context.inputs, context.activations
-        size = tuple(inputs.shape[-2:])
-        gray = grayscale(inputs, self.luma, self.pixel_mean, self.pixel_std).flatten(1)[:, None, :]
-        b, k = activations.shape[:2]
-        step = max(1, _VALUES_PER_CHUNK // (b * gray.shape[-1]))
-        weights = [
-            mutual_information(
-                upsample(activations[:, start : start + step], size, self.upsample_mode).flatten(2),
-                gray,
-                estimator=self.estimator,  # type: ignore[arg-type]
-                bins=self.bins,
-            )
-            for start in range(0, k, step)
-        ]
-        return torch.cat(weights, dim=1)
+        gray = grayscale(inputs, self.luma, self.pixel_mean, self.pixel_std)
+        return upsampled_mutual_information(
+            activations, gray, self.upsample_mode, self.estimator, self.bins
+        )
 
     def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, int]) -> Tensor:
         activations = context.activations

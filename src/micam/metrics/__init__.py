@@ -1,14 +1,27 @@
 """Faithfulness and localization metrics of the MI-CAM paper, batched, on the model's device."""
 
 from micam.metrics.confidence import classic_drop_increase, paper_drop_increase
-from micam.metrics.counterfactual import blur_box, counterfactual_weights, set_box, set_region
+from micam.metrics.counterfactual import blur_box, counterfactual_weights, set_box, set_region, weight_change
 from micam.metrics.deletion_insertion import auc, deletion_insertion, make_baseline
 from micam.metrics.localization import box_mask, energy_pointing_game, pointing_game
-from micam.metrics.sanity import cascading_randomization, parametrized_layers
+from micam.metrics.sanity import cascading_randomization, parametrized_layers, randomization_stages
 from micam.metrics.scores import class_scores
 from micam.metrics.similarity import hog, hog_similarity, pearson, spearman, ssim
+from micam.metrics.trackers import (
+    ClassicDropIncrease,
+    DeletionInsertion,
+    DropIncrease,
+    Localization,
+    Tracker,
+    summarize,
+)
 
 __all__ = [
+    "ClassicDropIncrease",
+    "DeletionInsertion",
+    "DropIncrease",
+    "Localization",
+    "Tracker",
     "auc",
     "blur_box",
     "box_mask",
@@ -25,8 +38,11 @@ __all__ = [
     "parametrized_layers",
     "pearson",
     "pointing_game",
+    "randomization_stages",
     "set_box",
     "set_region",
     "spearman",
     "ssim",
+    "summarize",
+    "weight_change",
 ]

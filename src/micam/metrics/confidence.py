@@ -24,17 +24,22 @@ def paper_drop_increase(
     maps: Tensor,
     classes: Sequence[int] | Tensor,
     threshold: float = 0.5,
-    baseline: float = 0.0,
+    baseline: float | Tensor = 0.0,
     score: ScoreKind = "probability",
     batch_size: int = 64,
 ) -> dict[str, Tensor]:
-    """Per-image AD and AI in percent (the paper's hard-threshold form) and the scores behind them."""
+    """Per-image AD and AI in percent (the paper's hard-threshold form) and the scores behind them.
+
+    ``baseline`` is a number or a tensor broadcastable to the images, e.g. the per-channel value of
+    a black pixel after normalization, (1, 3, 1, 1).
+    """
     check_maps(images, maps)
-    keep = (maps >= threshold)[:, None].to(images.dtype)
-    masked = images * keep + baseline * (1 - keep)
+    keep = (maps >= threshold)[:, None]
+    empty_images = torch.as_tensor(baseline, dtype=images.dtype, device=images.device).expand_as(images)
+    masked = torch.where(keep, images, empty_images)
     full = class_scores(model, images, classes, score, batch_size)
     focused = class_scores(model, masked, classes, score, batch_size)
-    empty = class_scores(model, torch.full_like(images, baseline), classes, score, batch_size)
+    empty = class_scores(model, empty_images, classes, score, batch_size)
     return {
         "average_drop": 100 * (full - focused).clamp(min=0) / full,
         "average_increase": 100 * (focused - empty).clamp(min=0) / focused,

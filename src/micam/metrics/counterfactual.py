@@ -51,6 +51,18 @@ def blur_box(box: Sequence[float], kernel_size: int = 21, sigma: float = 7.0) ->
     return intervene
 
 
+def weight_change(actual: Tensor, counterfactual: Tensor) -> dict[str, Tensor]:
+    """Per-row summaries of how (B, K) weights moved: mean absolute change, that change relative to
+    the mean absolute actual weight, and the Spearman rank correlation of the two weight vectors."""
+    actual, counterfactual = actual.double(), counterfactual.double()
+    change = (counterfactual - actual).abs().mean(dim=1)
+    return {
+        "mean_abs_change": change,
+        "relative_change": change / actual.abs().mean(dim=1).clamp(min=1e-300),
+        "rank_correlation": spearman(actual, counterfactual),
+    }
+
+
 def counterfactual_weights(
     cam: BaseCAM, images: Tensor, intervention: Intervention, targets: Sequence[int] | None = None
 ) -> dict[str, Tensor]:
@@ -64,13 +76,10 @@ def counterfactual_weights(
     counterfactual_images = intervention(images)
     counterfactual_maps = cam(counterfactual_images, targets=targets)
     counterfactual = cam.last_weights.double()
-    change = (counterfactual - actual).abs().mean(dim=1)
     return {
         "actual_weights": actual,
         "counterfactual_weights": counterfactual,
-        "mean_abs_change": change,
-        "relative_change": change / actual.abs().mean(dim=1).clamp(min=1e-300),
-        "rank_correlation": spearman(actual, counterfactual),
+        **weight_change(actual, counterfactual),
         "actual_maps": actual_maps,
         "counterfactual_maps": counterfactual_maps,
         "counterfactual_images": counterfactual_images,

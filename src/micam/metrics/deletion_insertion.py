@@ -23,8 +23,11 @@ from micam.metrics.scores import ScoreKind, check_maps, class_scores
 Baseline = Literal["zero", "blur", "mean"]
 
 
-def make_baseline(images: Tensor, kind: Baseline | float = "zero") -> Tensor:
-    """The image that deleted pixels take: zeros, a constant, the per-image channel mean, or a blur."""
+def make_baseline(images: Tensor, kind: Baseline | float | Tensor = "zero") -> Tensor:
+    """The image that deleted pixels take: zeros, a constant, a tensor broadcastable to the images
+    (e.g. a black pixel's normalized value per channel), the per-image channel mean, or a blur."""
+    if isinstance(kind, Tensor):
+        return kind.to(images.device, images.dtype).expand_as(images).clone()
     if isinstance(kind, (int, float)):
         return torch.full_like(images, float(kind))
     if kind == "zero":
@@ -49,7 +52,7 @@ def deletion_insertion(
     maps: Tensor,
     classes: Sequence[int] | Tensor,
     steps: int = 100,
-    baseline: Baseline | float = "zero",
+    baseline: Baseline | float | Tensor = "zero",
     insertion_order: Literal["standard", "paper"] = "standard",
     score: ScoreKind = "probability",
     batch_size: int = 128,

@@ -26,6 +26,19 @@ def parametrized_layers(model: nn.Module) -> list[str]:
     return list(reversed(names))
 
 
+def randomization_stages(model: nn.Module) -> list[str]:
+    """Block-level stages from the output back to the input: each top-level child, with sequential
+    containers (``features``, ``_blocks``, ``classifier``) opened one level, keeping those that hold
+    parameters. Coarser than ``parametrized_layers`` (20 stages for MobileNetV2 instead of 158)."""
+    stages = []
+    for name, child in model.named_children():
+        parts = list(child.named_children()) if isinstance(child, (nn.Sequential, nn.ModuleList)) else []
+        for part_name, part in parts or [("", child)]:
+            if any(True for _ in part.parameters()):
+                stages.append(f"{name}.{part_name}" if part_name else name)
+    return list(reversed(stages))
+
+
 def cascading_randomization(
     model: nn.Module,
     make_method: MethodFactory,
@@ -36,11 +49,12 @@ def cascading_randomization(
 ) -> list[dict[str, object]]:
     """One row per randomization stage: the layer just randomized, its maps and the three similarities.
 
+    ``layers`` (default: ``randomization_stages``) are randomized in the given order, cumulatively.
     ``make_method(model_copy)`` builds the explainer on the copy (so its target layer is the copy's).
     The first row ("original") holds the unmodified map, with similarities 1.
     """
     working = copy.deepcopy(model)
-    stages = list(layers) if layers is not None else parametrized_layers(working)
+    stages = list(layers) if layers is not None else randomization_stages(working)
     modules = dict(working.named_modules())
     unknown = [name for name in stages if name not in modules]
     if unknown:
@@ -70,9 +84,10 @@ def _row(name: str, original: Tensor, randomized: Tensor) -> dict[str, object]:
 
 
 def _randomize(module: nn.Module, generator: torch.Generator) -> None:
-    """Re-draw each of the module's own parameters from N(0, s^2), s = its trained std (0.1 if constant)."""
+    """Re-draw each parameter of the module (and its children) from N(0, s^2), s = its trained std
+    (0.1 if constant)."""
     with torch.no_grad():
-        for parameter in module.parameters(recurse=False):
+        for parameter in module.parameters():
             spread = float(parameter.std()) if parameter.numel() > 1 else 0.0
             scale = spread if spread > 0 else 0.1
             noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)

@@ -46,6 +46,8 @@ class LoadedModel:
     std: tuple[float, float, float]
     input_size: int
     weights: str
+    resize_size: int = 256  # shorter side before the centre crop, in ``preprocess``
+    interpolation: transforms.InterpolationMode = transforms.InterpolationMode.BILINEAR
 
     def to(self, device: str | torch.device) -> LoadedModel:
         self.model.to(device)
@@ -260,4 +262,6 @@ def load(name: str, weights: str = "imagenet", device: str | torch.device = "cpu
         std=spec.std,
         input_size=spec.crop,
         weights=weights,
+        resize_size=spec.resize,
+        interpolation=spec.interpolation,
     )

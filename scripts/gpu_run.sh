@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One bounded GPU session: the full evaluation of MobileNetV2 on the 1,000 shared validation images,
+# then EfficientNet-Lite0's with the time left; both resumable (--resume), so a cut run can go on later.
+# Usage: scripts/gpu_run.sh ANNOTATIONS_JSON OUT_DIR TOTAL_SECONDS [SECONDS_KEPT_FOR_THE_SECOND_MODEL]
+# Runs from a source checkout without installing: PYTHONPATH=src (plus a folder with the weight packages).
+set -uo pipefail
+DATA="$1"; OUT_DIR="$2"; TOTAL="${3:-560}"; SECOND="${4:-120}"
+START=$(date +%s)
+left() { echo $(( TOTAL - ( $(date +%s) - START ) )); }
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT_DIR"
+nvidia-smi -L 2>&1 | tee "$OUT_DIR/device.txt"
+"$PY" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, \
+torch.cuda.get_device_name(0))" 2>&1 | tee -a "$OUT_DIR/device.txt"
+
+evaluate() {  # MODEL BUDGET_SECONDS [extra args]; returns evaluate's status (124/130 = cut by the budget)
+    local model="$1" budget="$2"; shift 2
+    [ "$budget" -gt 20 ] || { echo "no time left for $model"; return 0; }
+    echo "== evaluate $model (budget ${budget} s)"
+    timeout -k 15 --signal=INT "$budget" "$PY" -m micam.cli.main evaluate --data "$DATA" --model "$model" \
+        --out "$OUT_DIR/eval-$model" --device cuda --batch-size 32 --resume "$@"
+    local status=$?
+    echo "evaluate $model: exit status $status after $(( $(date +%s) - START )) s"
+    return $status
+}
+
+evaluate mobilenet_v2 $(( $(left) - SECOND )) --score-cam-batch-size 1280
+status=$?
+case $status in 0|1|124|130|137) ;; *) echo "stopping: evaluate failed"; exit 3 ;; esac
+evaluate efficientnet_lite0 $(( $(left) - 10 )) --score-cam-batch-size 1280
+echo "== done in $(( $(date +%s) - START )) s"

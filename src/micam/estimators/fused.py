@@ -1,0 +1,287 @@
+"""MI between every upsampled activation map and the gray input, without materializing the upsampled layer.
+
+``upsampled_mutual_information(activations, gray, mode, estimator, bins)`` returns the same numbers as
+``mutual_information(upsample(activations, gray.shape[-2:], mode).flatten(2), gray.flatten(1)[:, None])``
+(to float64 rounding of the final sums) by one of two exact routes:
+
+* fused (CPU, float32, numba installed): one kernel per map upsamples, codes and histograms in a
+  thread-local buffer. Bilinear pixels are computed with ATen's own arithmetic (verified bit for bit
+  against ``F.interpolate`` once per shape; on a mismatch the chunked route is used). With nearest
+  upsampling and the distinct-value estimator each map is constant on the block of pixels copied from
+  one cell, so the contingency table is assembled from per-cell gray counts (computed once per image)
+  instead of per-pixel codes: the per-map work is O(cells), plus the cells that share a value.
+* chunked (any device, any dtype, or without numba): upsample a bounded chunk of maps with
+  ``F.interpolate`` and call ``mutual_information`` on it.
+
+Either way no more than about ``_VALUES_PER_CHUNK`` upsampled values exist at once, whatever the
+batch size. ``MICAM_FUSED=0`` in the environment forces the chunked route.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from micam.estimators.plugin import (
+    DEFAULT_BINS,
+    ESTIMATORS,
+    _finish_binned,
+    _xlogx,
+    dense_ranks,
+    equal_width_bin_codes,
+    mutual_information,
+)
+
+UPSAMPLE_MODES = ("bilinear", "nearest")
+# Chunked route: upsampled values per chunk (4 MiB of float32 values; the estimator's own temporaries
+# add a few times that).
+_VALUES_PER_CHUNK = 1 << 22
+
+
+def _load_kernels() -> Any:
+    """The numba kernels, or None when numba is missing, broken, or switched off."""
+    if os.environ.get("MICAM_FUSED", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        from micam.estimators import _kernels
+    except Exception:  # numba absent or incompatible with this numpy: the chunked route is exact too
+        return None
+    return _kernels
+
+
+def fused_available() -> bool:
+    """Whether the fused CPU kernels can be used in this process (numba importable and not disabled)."""
+    return _load_kernels() is not None
+
+
+def upsampled_mutual_information(
+    activations: Tensor,
+    gray: Tensor,
+    mode: str = "bilinear",
+    estimator: str = "binned",
+    bins: int = DEFAULT_BINS,
+    route: str = "auto",
+) -> Tensor:
+    """(B, K) float64 MI between each map of ``activations`` (B, K, h, w), upsampled to gray's (H, W)
+    with ``mode``, and the gray image ``gray`` (B, H, W) of the same sample.
+
+    ``route``: "auto" (fused where exact and available), "fused" (raise if it cannot be used) or
+    "chunked" (the straightforward computation, a bounded chunk of maps at a time).
+    """
+    if activations.dim() != 4 or gray.dim() != 3 or activations.shape[0] != gray.shape[0]:
+        raise ValueError(f"expected activations (B, K, h, w) and gray (B, H, W); got {activations.shape}, {gray.shape}")
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    if route not in ("auto", "fused", "chunked"):
+        raise ValueError(f"route must be 'auto', 'fused' or 'chunked', got {route!r}")
+    batch, channels = activations.shape[:2]
+    size = (int(gray.shape[-2]), int(gray.shape[-1]))
+    if batch * channels == 0:
+        return torch.zeros(batch, channels, dtype=torch.float64, device=activations.device)
+    if estimator != "reference" and (isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 1024):
+        raise ValueError(f"bins must be an integer from 2 to 1024, got {bins!r}")
+    if activations.device != gray.device:
+        raise ValueError(f"activations are on {activations.device} and gray on {gray.device}; move both to one device")
+    reason = None if route == "chunked" else _fused_blocker(activations, gray, mode, estimator, size)
+    if route == "fused" and reason is not None:
+        raise RuntimeError(f"the fused route cannot be used here: {reason}")
+    if route == "chunked" or reason is not None:
+        return _chunked(activations, gray, size, mode, estimator, bins)
+    for name, t in (("activations", activations), ("gray", gray)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or Inf; mutual information needs finite values")
+    if estimator == "reference":
+        return _fused_reference(activations, gray, size)
+    return _fused_binned(activations, gray, size, mode, bins, normalized=estimator == "normalized")
+
+
+def _fused_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: str, size: tuple[int, int]) -> str | None:
+    """Why the fused route cannot give the exact result here, or None when it can."""
+    if activations.device.type != "cpu" or gray.device.type != "cpu":
+        return "the fused kernels run on CPU; other devices use the chunked route"
+    if activations.dtype != torch.float32 or gray.dtype != torch.float32:
+        return "the fused kernels take float32 activations and gray images"
+    if _load_kernels() is None:
+        return "numba is not installed (or MICAM_FUSED=0)"
+    if estimator == "reference" and mode != "nearest":
+        return "the distinct-value estimator is fused only for nearest upsampling"
+    h, w = activations.shape[-2:]
+    if mode == "bilinear" and not _bilinear_matches_aten(int(h), int(w), *size):
+        return "this build's bilinear kernel rounds differently from the fused one"
+    return None
+
+
+# ----------------------------------------------------------------------------- chunked (straightforward)
+def _upsample(maps: Tensor, size: tuple[int, int], mode: str) -> Tensor:
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    if mode == "bilinear":
+        return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(maps, size=size, mode="nearest")
+
+
+def _chunked(
+    activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, estimator: str, bins: int
+) -> Tensor:
+    """Upsample a bounded chunk of maps at a time and estimate MI on it."""
+    batch, channels = activations.shape[:2]
+    n = size[0] * size[1]
+    gray_rows = gray.reshape(batch, 1, n)
+    # Whole images per chunk when they fit, else a few channels of one image at a time.
+    per_image = max(1, _VALUES_PER_CHUNK // (channels * n))
+    step = max(1, _VALUES_PER_CHUNK // n)
+    out = torch.empty(batch, channels, dtype=torch.float64, device=activations.device)
+    for i in range(0, batch, per_image):
+        images = slice(i, i + per_image)
+        width = channels if per_image > 1 else step
+        for k in range(0, channels, width):
+            maps = _upsample(activations[images, k : k + width], size, mode).flatten(2)
+            out[images, k : k + width] = mutual_information(maps, gray_rows[images], estimator, bins)  # type: ignore[arg-type]
+    return out
+
+
+# ----------------------------------------------------------------------------- fused
+@lru_cache(maxsize=64)
+def _plan(h: int, w: int, big_h: int, big_w: int, mode: str) -> tuple[Any, ...]:
+    """Source indices and weights of each output row and column (numpy arrays for the kernels)."""
+    if mode == "nearest":
+        rows = _nearest_sources(h, big_h)
+        cols = _nearest_sources(w, big_w)
+        zero_h = torch.zeros(big_h, dtype=torch.float32)
+        zero_w = torch.zeros(big_w, dtype=torch.float32)
+        parts = (rows, rows, zero_h, zero_h, cols, cols, zero_w, zero_w)
+    else:
+        parts = (*_linear_sources(h, big_h), *_linear_sources(w, big_w))
+    return tuple(p.contiguous().numpy() for p in parts)
+
+
+def _nearest_sources(size_in: int, size_out: int) -> Tensor:
+    """Source index of each output position, read off ``F.interpolate`` itself (so it cannot disagree)."""
+    positions = torch.arange(size_in, dtype=torch.float32).view(1, 1, size_in, 1)
+    return F.interpolate(positions, size=(size_out, 1), mode="nearest").view(-1).round().to(torch.int64)
+
+
+def _linear_sources(size_in: int, size_out: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """ATen's half-pixel linear sampling: first and second source index and their float32 weights."""
+    scale = torch.tensor(size_in / size_out, dtype=torch.float32)
+    source = (scale * (torch.arange(size_out, dtype=torch.float32) + 0.5) - 0.5).clamp(min=0)
+    first = source.to(torch.int64)  # truncation of a non-negative value
+    second = first + (first < size_in - 1).to(torch.int64)
+    weight_second = source - first.to(torch.float32)
+    return first, second, 1 - weight_second, weight_second
+
+
+@lru_cache(maxsize=64)
+def _bilinear_matches_aten(h: int, w: int, big_h: int, big_w: int) -> bool:
+    """Whether the fused kernel's bilinear values equal ``F.interpolate``'s bit for bit for this shape."""
+    kernels = _load_kernels()
+    generator = torch.Generator().manual_seed(h * 1_000_003 + w)
+    probe = torch.randn(3, 2, h, w, generator=generator)
+    probe[0] = probe[0].relu() * 40.0
+    probe[1] = probe[1] * 1e-3 + 7.0
+    expected = _upsample(probe, (big_h, big_w), "bilinear").reshape(6, -1)
+    ours = kernels.upsample_maps(probe.reshape(6, h, w).numpy(), *_plan(h, w, big_h, big_w, "bilinear"), False)
+    return bool(torch.equal(torch.from_numpy(ours), expected))
+
+
+def _map_inputs(activations: Tensor) -> tuple[Any, Any]:
+    """(B*K, h, w) float32 maps as a numpy view and the image index of each map."""
+    batch, channels, h, w = activations.shape
+    maps = activations.detach().reshape(batch * channels, h, w).contiguous().numpy()
+    image_of_map = torch.arange(batch, dtype=torch.int64).repeat_interleave(channels).numpy()
+    return maps, image_of_map
+
+
+def _fused_binned(
+    activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, bins: int, normalized: bool
+) -> Tensor:
+    kernels = _load_kernels()
+    batch, channels, h, w = activations.shape
+    n = size[0] * size[1]
+    gray_codes = equal_width_bin_codes(gray.reshape(batch, n), bins)
+    s_b = _xlogx(torch.zeros(batch, bins, dtype=torch.float64).scatter_add_(1, gray_codes, _ones(gray_codes))).sum(1)
+    gray_constant = gray_codes.amax(dim=1) == 0
+    maps, image_of_map = _map_inputs(activations)
+    s_a, s_ab = torch.zeros(batch, channels, dtype=torch.float64), torch.zeros(batch, channels, dtype=torch.float64)
+    constant = torch.zeros(batch, channels, dtype=torch.bool)
+    arguments = (maps, image_of_map, gray_codes.to(torch.int32).contiguous().numpy(), *_plan(h, w, *size, mode))
+    outputs = (s_a.view(-1).numpy(), s_ab.view(-1).numpy(), constant.view(-1).numpy())
+    _in_threads(kernels.binned_sums, (*arguments, mode == "nearest", bins), outputs, batch * channels)
+    constant |= gray_constant[:, None]
+    return _finish_binned(s_a, s_b[:, None].expand(batch, channels), s_ab, constant, n, normalized)
+
+
+def _in_threads(kernel: Any, arguments: tuple[Any, ...], outputs: tuple[Any, ...], count: int) -> None:
+    """Run ``kernel`` over maps 0:count split into contiguous slices, one per torch CPU thread.
+
+    The kernels release the GIL, so plain Python threads run them in parallel; no second OpenMP
+    runtime is started (one that spins next to torch's would slow every later torch op).
+    """
+    threads = max(1, min(torch.get_num_threads(), count))
+    bounds = [count * t // threads for t in range(threads + 1)]
+    if threads == 1:
+        kernel(*arguments, 0, count, *outputs)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        jobs = [pool.submit(kernel, *arguments, bounds[t], bounds[t + 1], *outputs) for t in range(threads)]
+        for job in jobs:
+            job.result()
+
+
+def _ones(codes: Tensor) -> Tensor:
+    return torch.ones(1, dtype=torch.float64, device=codes.device).expand(codes.shape)
+
+
+def _fused_reference(activations: Tensor, gray: Tensor, size: tuple[int, int]) -> Tensor:
+    kernels = _load_kernels()
+    batch, channels, h, w = activations.shape
+    n = size[0] * size[1]
+    cells = h * w
+    rows, _, _, _, cols, _, _, _ = (torch.from_numpy(p) for p in _plan(h, w, *size, "nearest"))
+    cell_of_pixel = (rows[:, None] * w + cols[None, :]).reshape(-1)
+    block_size = torch.bincount(cell_of_pixel, minlength=cells)
+    gray_ranks = dense_ranks(gray.reshape(batch, n))
+    n_gray = gray_ranks.amax(dim=1) + 1
+    # Per image: distinct (cell, gray value) pairs and their pixel counts, grouped by cell.
+    keys = (cell_of_pixel[None, :] * n + gray_ranks).sort(dim=1).values
+    pointers = torch.empty(batch, cells + 1, dtype=torch.int64)
+    cell_xlogx = torch.zeros(batch, cells, dtype=torch.float64)
+    gray_parts, count_parts, s_b = [], [], torch.empty(batch, dtype=torch.float64)
+    offset = 0
+    for i in range(batch):
+        unique, counts = torch.unique_consecutive(keys[i], return_counts=True)
+        cell = unique // n
+        gray_parts.append(unique % n)
+        count_parts.append(counts)
+        pointers[i, 0] = offset
+        pointers[i, 1:] = offset + torch.bincount(cell, minlength=cells).cumsum(0)
+        offset += unique.numel()
+        cell_xlogx[i].index_add_(0, cell, _xlogx(counts.double()))
+        s_b[i] = _xlogx(torch.bincount(gray_ranks[i]).double()).sum()
+    maps, image_of_map = _map_inputs(activations)
+    s_a, s_ab = torch.zeros(batch, channels, dtype=torch.float64), torch.zeros(batch, channels, dtype=torch.float64)
+    distinct = torch.zeros(batch, channels, dtype=torch.int64)
+    arguments = (
+        maps,
+        image_of_map,
+        block_size.numpy(),
+        cell_xlogx.numpy(),
+        pointers.numpy(),
+        torch.cat(gray_parts).numpy(),
+        torch.cat(count_parts).numpy(),
+        int(n_gray.max()),
+    )
+    outputs = (s_a.view(-1).numpy(), s_ab.view(-1).numpy(), distinct.view(-1).numpy())
+    _in_threads(kernels.reference_block_sums, arguments, outputs, batch * channels)
+    mi = (math.log(n) + (s_ab - s_a - s_b[:, None]) / n).clamp_(min=0.0)
+    constant = (distinct <= 1) | (n_gray <= 1)[:, None]
+    return mi.masked_fill_(constant, 0.0)

@@ -1,0 +1,52 @@
+"""A dependency-free progress line with rate and ETA for long jobs (stderr)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    """``advance(n)`` after each unit of work; redraws in place on a terminal, else prints a line
+    at most every ``every`` seconds (logs stay short)."""
+
+    def __init__(self, total: int, label: str, stream: TextIO | None = None, every: float = 15.0) -> None:
+        self.total, self.label, self.every = total, label, every
+        self.stream = stream if stream is not None else sys.stderr
+        self.done = 0
+        self.started = time.perf_counter()
+        self._last_print = -float("inf")
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def advance(self, count: int = 1, note: str = "") -> None:
+        self.done += count
+        now = time.perf_counter()
+        if self._tty or now - self._last_print >= self.every or self.done >= self.total:
+            self._last_print = now
+            self.stream.write(("\r" if self._tty else "") + self.line(note) + ("" if self._tty else "\n"))
+            self.stream.flush()
+
+    def line(self, note: str = "") -> str:
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        share = 100 * self.done / self.total if self.total else 100.0
+        eta = format_seconds(left) if left == left else "?"
+        text = (
+            f"[{self.label}] {self.done}/{self.total} ({share:.1f}%) {rate:.2f}/s "
+            f"elapsed {format_seconds(elapsed)} ETA {eta}"
+        )
+        return f"{text} {note}".rstrip()
+
+    def close(self) -> None:
+        if self._tty:
+            self.stream.write("\n")
+            self.stream.flush()
