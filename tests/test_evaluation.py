@@ -13,7 +13,7 @@ from torchvision.transforms import InterpolationMode
 
 from conftest import SHARED_DATA, TinyCNN, needs_mobilenet_weights, needs_shared_data
 from micam.cli.main import main
-from micam.evaluation import CentreGaussian, RandomMap, read_dataset
+from micam.evaluation import CentreGaussian, RandomMap, read_dataset, runner
 from micam.evaluation.datasets import Sample, black_pixel, prepare
 from micam.metrics import DeletionInsertion, DropIncrease, Localization, summarize
 from micam.models import LoadedModel
@@ -154,7 +154,7 @@ def _rows(path):
 
 @needs_shared_data
 @needs_mobilenet_weights
-def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys):
+def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monkeypatch):
     annotations = SHARED_DATA / "ilsvrc2012-val" / "annotations.json"
     out = tmp_path / "run"
     common = ["evaluate", "--data", str(annotations), "--out", str(out), "--steps", "10", "--batch-size", "2"]
@@ -188,6 +188,28 @@ def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys):
     assert "Table 1" in report and "Table 2" in report and "Table 3" in report and "| mi-cam |" in report
     assert main([*common, "--limit", "3", "--resume", "--steps", "5"]) == 2  # other settings: no resume
     assert "settings differ" in capsys.readouterr().err
+    # A run cut in the middle of a batch: that batch is neither in the CSV nor in the summaries.
+    cut = tmp_path / "cut"
+    calls = {"n": 0}
+    original = runner._append_csv
+
+    def interrupt_second_commit(path, columns, rows):
+        if path.name == "per_image.csv":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        original(path, columns, rows)
+
+    monkeypatch.setattr(runner, "_append_csv", interrupt_second_commit)
+    cut_args = ["evaluate", "--data", str(annotations), "--out", str(cut), "--steps", "4", "--batch-size", "1"]
+    cut_args += ["--methods", "grad-cam,random", "--metrics", "drop-increase", "--limit", "3"]
+    assert main(cut_args) == 130
+    results = json.loads((cut / "results.json").read_text())
+    assert len(_rows(cut / "per_image.csv")) == 2 and results["n_images"] == 1
+    assert {m["average_drop"]["n"] for m in results["methods"].values()} == {1}
+    monkeypatch.setattr(runner, "_append_csv", original)
+    assert main([*cut_args, "--resume"]) == 0
+    assert json.loads((cut / "results.json").read_text())["methods"]["grad-cam"]["average_drop"]["n"] == 3
     # A CSV with an unreadable file: skipped, counted, exit status 1, the other image still done.
     listing = tmp_path / "list.csv"
     (tmp_path / "broken.jpg").write_text("not a picture")

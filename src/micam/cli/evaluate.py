@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--insertion-order", default=default.insertion_order, choices=("standard", "paper"))
     add("--tolerance", type=float, default=default.tolerance, help="pointing-game tolerance in px (default: 15)")
     add("--mi-preset", default=default.mi_preset, choices=("default", "authors"))
-    add("--counterfactual-images", type=int, default=default.counterfactual_images, help="default: %(default)s")
-    add("--sanity-images", type=int, default=default.sanity_images, help="default: %(default)s")
+    add("--counterfactual-images", type=int, default=None, help="images for it (default: 50 on CUDA, 10 on CPU)")
+    add("--sanity-images", type=int, default=None, help="images for the sanity check (default: 4 on CUDA, 1 on CPU)")
     add("--seed", type=int, default=default.seed)
 
 

@@ -115,8 +115,8 @@ def _estimate(loaded: models.LoadedModel, limit: int, device: str, benchmark_bud
     channels = 1280
     methods = len(METHODS) + 2
     per_eval_image = channels + methods * (2 * 101 + 5)
-    counterfactual = min(limit, 50) * 3 * channels
-    sanity = 4 * 20 * (channels + 5 * 2)
+    counterfactual = min(limit, 50 if device.startswith("cuda") else 10) * 2 * channels
+    sanity = (4 if device.startswith("cuda") else 1) * 20 * (channels + 5 * 2)
     figure_passes = 12 * channels + 20 * channels
     passes = limit * per_eval_image + counterfactual + sanity + figure_passes
     if with_v1:

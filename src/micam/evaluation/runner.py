@@ -80,8 +80,8 @@ class EvaluationSettings:
     insertion_order: str = "standard"
     tolerance: float = 15.0
     mi_preset: str = "default"
-    counterfactual_images: int = 50
-    sanity_images: int = 4
+    counterfactual_images: int | None = None  # None: 50 on CUDA, 10 on CPU
+    sanity_images: int | None = None  # None: 4 on CUDA, 1 on CPU (Score-CAM x 20 stages is slow on a CPU)
     seed: int = 0
 
     def check(self) -> None:
@@ -140,13 +140,14 @@ def evaluate(settings: EvaluationSettings, log: Callable[[str], None] | None = N
         f"methods {', '.join(settings.methods)}"
     )
     started = time.perf_counter()
-    if "sanity" in settings.metrics and settings.sanity_images > 0:  # small: done first, so a cut run has it
+    if "sanity" in settings.metrics and settings.sanity_images:  # small: done first, so a cut run has it
         _sanity(run, samples, skipped, log)
     if todo:
         _warm_up(run, todo)
     progress = Progress(len(todo), f"evaluate {settings.model}")
     wants_counterfactual = "counterfactual" in settings.metrics and run.dataset.has_boxes
     counterfactual_keys = {s.key for s in [s for s in samples if s.boxes][: settings.counterfactual_images]}
+    checkpoint = _checkpoint(run)
     try:
         for start in range(0, len(todo), settings.batch_size):
             batch = todo[start : start + settings.batch_size]
@@ -159,9 +160,11 @@ def evaluate(settings: EvaluationSettings, log: Callable[[str], None] | None = N
                 _append_csv(run.out / "curves.csv", _CURVE_COLUMNS, curve_rows)
                 _append_csv(run.out / "per_image.csv", _per_image_columns(run), rows)  # the commit point
                 done.update(row["image"] for row in rows)
+                checkpoint = _checkpoint(run)  # the summaries now hold exactly the committed images
             _write_results(run, len(done), skipped, time.perf_counter() - started)
             progress.advance(len(batch))
     except KeyboardInterrupt:
+        _roll_back(run, checkpoint)  # the cut batch was not committed: keep its values out of the summaries
         progress.close()
         _write_results(run, len(done), skipped, time.perf_counter() - started)
         log(f"interrupted after {len(done)} images; run again with --resume to continue")
@@ -181,6 +184,10 @@ def _start(settings: EvaluationSettings) -> _Run:
         torch.backends.cudnn.benchmark = True
     settings.forward_batch_size = settings.forward_batch_size or (1024 if device.type == "cuda" else 64)
     settings.score_cam_batch_size = settings.score_cam_batch_size or (1024 if device.type == "cuda" else 32)
+    if settings.counterfactual_images is None:
+        settings.counterfactual_images = 50 if device.type == "cuda" else 10
+    if settings.sanity_images is None:
+        settings.sanity_images = 4 if device.type == "cuda" else 1
     dataset = read_dataset(settings.data)
     loaded = models.load(settings.model, weights=settings.weights, device=device)
     geometry = dataset.geometry if settings.geometry == "auto" else settings.geometry
@@ -343,8 +350,6 @@ def _load_batch(
             failures.append({"image": sample.key, "reason": reason})
             print(f"skipped {sample.key}: {reason}", file=sys.stderr)
             continue
-        if sample.boxes and not sample_boxes:
-            sample_boxes = []  # every box fell outside the crop: no localization for this image
         kept.append(sample)
         tensors.append(tensor)
         boxes.append(sample_boxes)
@@ -417,6 +422,26 @@ def _evaluate_batch(
     return per_method, counterfactual_rows, curve_rows
 
 
+def _checkpoint(run: _Run) -> dict[str, Any]:
+    """What the in-memory summaries hold before a batch (to drop a batch that is cut short)."""
+    return {
+        "values": {m: [{k: len(v) for k, v in t.values.items()} for t in ts] for m, ts in run.trackers.items()},
+        "seconds": {m: len(v) for m, v in run.seconds.items()},
+        "curves": {m: {k: v.clone() for k, v in sums.items()} for m, sums in run.curve_sums.items()},
+        "counts": dict(run.curve_counts),
+    }
+
+
+def _roll_back(run: _Run, checkpoint: dict[str, Any]) -> None:
+    for method, trackers in run.trackers.items():
+        for tracker, lengths in zip(trackers, checkpoint["values"][method], strict=True):
+            for name, length in lengths.items():
+                del tracker.values[name][length:]
+    for method, length in checkpoint["seconds"].items():
+        del run.seconds[method][length:]
+    run.curve_sums, run.curve_counts = checkpoint["curves"], checkpoint["counts"]
+
+
 def _warm_up(run: _Run, todo: list[Sample]) -> None:
     """One untimed call of every method on one image, so that the first batch's times do not include
     one-off costs (CUDA kernels and cuDNN autotuning, JIT compilation, thread pools)."""
@@ -430,7 +455,10 @@ def _warm_up(run: _Run, todo: list[Sample]) -> None:
     with torch.no_grad():
         target = run.loaded.model(images).argmax(dim=1).tolist()
     for explainer in run.explainers.values():
-        explainer(images, targets=target) if isinstance(explainer, BaseCAM) else explainer(images, keys=["warm-up"])
+        if isinstance(explainer, BaseCAM):
+            explainer(images, targets=target)
+        else:
+            explainer(images, keys=["warm-up"])
     _synchronize(run.device)
 
 
