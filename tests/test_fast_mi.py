@@ -25,13 +25,15 @@ needs_fused = pytest.mark.skipif(not fused_available(), reason="numba is not ins
 
 
 def _maps(batch: int, channels: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """Maps with the awkward cases: ReLU zeros, ties, a constant map, a near-constant one."""
+    """Maps with the awkward cases: ReLU zeros, ties, a constant map, a near-constant one, a mostly-zero one."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, channels, h, w, generator=generator)
     x[:, ::2] = x[:, ::2].relu()
     x[:, 1] = x[:, 1].round()
     x[:, 3] = 0.0
     x[:, 5] = 7.0 + 1e-6 * x[:, 5]
+    if channels > 7:
+        x[:, 7] = (x[:, 7] - 1).relu()  # ~84 % zeros: one value group covering most pixels
     return x
 
 
@@ -96,7 +98,7 @@ def test_fused_bilinear_pixels_are_atens_bit_for_bit():
 @needs_fused
 def test_block_counts_equal_sklearn_on_block_replicated_maps():
     """The authors' computation: sklearn's MI of the gray image and each nearest-upsampled map."""
-    maps = _maps(1, 6, 14, 14, seed=3)
+    maps = _maps(1, 8, 14, 14, seed=3)
     gray = _gray(1, (224, 224))
     ours = upsampled_mutual_information(maps, gray, "nearest", "reference", route="fused")[0]
     g = gray[0].numpy().ravel()

@@ -8,6 +8,7 @@ OUT/sanity.csv, OUT/skipped.csv and OUT/settings.json.
 from __future__ import annotations
 
 import argparse
+import signal
 from dataclasses import fields
 
 from micam import models
@@ -56,10 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=default.seed)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the runner keeps every finished batch; --resume continues
+
+
 def run(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in fields(EvaluationSettings) if hasattr(args, f.name)}
     values["methods"] = _names(args.methods, ALL_METHODS, "method(s)")
     values["metrics"] = _names(args.metrics, METRIC_GROUPS, "metric(s)")
-    results = evaluate(EvaluationSettings(**values))
+    previous = signal.signal(signal.SIGTERM, _stop)  # `kill` and job schedulers stop it as cleanly as Ctrl-C
+    try:
+        results = evaluate(EvaluationSettings(**values))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"{args.out}/results.md")
     return 1 if results["skipped"]["count"] else 0

@@ -9,8 +9,6 @@ straightforward computation.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
@@ -25,11 +23,6 @@ def _fma32(typingctx, a, b, c):  # type: ignore[no-untyped-def]
         return builder.fma(*args)
 
     return signature, codegen
-
-
-@njit(inline="always")
-def _xlogx(c):  # type: ignore[no-untyped-def]
-    return c * math.log(c) if c > 0 else 0.0
 
 
 @njit(inline="always")
@@ -81,10 +74,11 @@ def upsample_maps(acts, r0, r1, a0, a1, c0, c1, b0, b1, nearest):  # type: ignor
 
 
 @njit(nogil=True, cache=True)
-def binned_sums(acts, image_of_map, gray_codes, r0, r1, a0, a1, c0, c1, b0, b1, nearest, bins, start, stop, s_a, s_ab, constant):  # type: ignore[no-untyped-def]  # noqa: E501
+def binned_sums(acts, image_of_map, gray_codes, r0, r1, a0, a1, c0, c1, b0, b1, nearest, bins, xlogx_table, start, stop, s_a, s_ab, constant):  # type: ignore[no-untyped-def]  # noqa: E501
     """For maps start:stop, fill the sum of c*log(c) over its bin counts (s_a) and over the joint (map
     bin, gray bin) counts (s_ab), and whether all its pixels fall in bin 0 (constant).
-    ``gray_codes`` (B, H*W) holds each image's gray bins. Releases the GIL: callers run slices in threads."""
+    ``gray_codes`` (B, H*W) holds each image's gray bins; ``xlogx_table[k]`` = k log k for k <= H*W.
+    Releases the GIL: callers run slices in threads."""
     h = acts.shape[1]
     big_w = c0.shape[0]
     n = r0.shape[0] * big_w
@@ -113,8 +107,8 @@ def binned_sums(acts, image_of_map, gray_codes, r0, r1, a0, a1, c0, c1, b0, b1, 
             row = 0
             for q in range(k * bins, (k + 1) * bins):
                 row += joint[q]
-                s_ab_total += _xlogx(float(joint[q]))
-            s_a_total += _xlogx(float(row))
+                s_ab_total += xlogx_table[joint[q]]
+            s_a_total += xlogx_table[row]
             if k == 0:
                 constant[m] = row == n
         s_a[m] = s_a_total
@@ -122,7 +116,7 @@ def binned_sums(acts, image_of_map, gray_codes, r0, r1, a0, a1, c0, c1, b0, b1, 
 
 
 @njit(nogil=True, cache=True)
-def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, gray_of_entry, count_of_entry, n_gray, start, stop, s_a, s_ab, distinct):  # type: ignore[no-untyped-def]  # noqa: E501
+def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, gray_of_entry, count_of_entry, n_gray, gray_total, total_xlogx, xlogx_table, start, stop, s_a, s_ab, distinct):  # type: ignore[no-untyped-def]  # noqa: E501
     """Distinct-value MI sums for nearest-upsampled maps from per-cell gray counts.
 
     Every pixel of cell c (block_size[c] pixels) takes the map value of c, so the contingency table
@@ -131,10 +125,19 @@ def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, g
     list cell c's gray codes and counts in image i; cell_xlogx[i, c] is their sum of c*log(c).
     Fills, for maps start:stop, the sums of c*log(c) over value counts and joint counts, and the
     number of distinct values.
+    A group covering more than half of the pixels (typically the ReLU zeros) is summed through its
+    complement: with T = the image's gray counts (gray_total[i], sum of c*log(c) total_xlogx[i]) and
+    C = the counts of the cells outside the group, sum_g f(T_g - C_g) = total - sum_{C_g > 0}
+    (f(T_g) - f(T_g - C_g)), which touches only the (fewer) entries outside the group. Counts are
+    integers up to the number of pixels, so f comes from the table xlogx_table[k] = k log k.
     """
     cells = block_size.shape[0]
+    pixels = 0
+    for c in range(cells):
+        pixels += block_size[c]
     accumulator = np.zeros(n_gray, np.int64)
     touched = np.empty(n_gray, np.int64)
+    in_group = np.zeros(cells, np.bool_)
     for m in range(start, stop):
         values = acts[m].ravel()
         order = np.argsort(values, kind="mergesort")
@@ -159,9 +162,31 @@ def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, g
                     last = order[q]
             if size > 0:
                 groups += 1
-                total_a += _xlogx(float(size))
+                total_a += xlogx_table[size]
                 if members == 1:
                     total_ab += cell_xlogx[image, last]
+                elif 2 * size > pixels:
+                    for q in range(i, j):
+                        in_group[order[q]] = True
+                    used = 0
+                    for c in range(cells):
+                        if in_group[c]:
+                            continue
+                        for e in range(ptr[c], ptr[c + 1]):
+                            gray = gray_of_entry[e]
+                            if accumulator[gray] == 0:
+                                touched[used] = gray
+                                used += 1
+                            accumulator[gray] += count_of_entry[e]
+                    correction = 0.0
+                    for e in range(used):
+                        g = touched[e]
+                        t = gray_total[image, g]
+                        correction += xlogx_table[t] - xlogx_table[t - accumulator[g]]
+                        accumulator[g] = 0
+                    total_ab += total_xlogx[image] - correction
+                    for q in range(i, j):
+                        in_group[order[q]] = False
                 else:
                     used = 0
                     for q in range(i, j):
@@ -173,7 +198,7 @@ def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, g
                                 used += 1
                             accumulator[gray] += count_of_entry[e]
                     for e in range(used):
-                        total_ab += _xlogx(float(accumulator[touched[e]]))
+                        total_ab += xlogx_table[accumulator[touched[e]]]
                         accumulator[touched[e]] = 0
             i = j
         s_a[m] = total_a

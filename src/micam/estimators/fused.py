@@ -215,7 +215,8 @@ def _fused_binned(
     constant = torch.zeros(batch, channels, dtype=torch.bool)
     arguments = (maps, image_of_map, gray_codes.to(torch.int32).contiguous().numpy(), *_plan(h, w, *size, mode))
     outputs = (s_a.view(-1).numpy(), s_ab.view(-1).numpy(), constant.view(-1).numpy())
-    _in_threads(kernels.binned_sums, (*arguments, mode == "nearest", bins), outputs, batch * channels)
+    table = _xlogx(torch.arange(n + 1, dtype=torch.float64)).numpy()
+    _in_threads(kernels.binned_sums, (*arguments, mode == "nearest", bins, table), outputs, batch * channels)
     constant |= gray_constant[:, None]
     return _finish_binned(s_a, s_b[:, None].expand(batch, channels), s_ab, constant, n, normalized)
 
@@ -256,17 +257,22 @@ def _fused_reference(activations: Tensor, gray: Tensor, size: tuple[int, int]) -
     pointers = torch.empty(batch, cells + 1, dtype=torch.int64)
     cell_xlogx = torch.zeros(batch, cells, dtype=torch.float64)
     gray_parts, count_parts, s_b = [], [], torch.empty(batch, dtype=torch.float64)
+    gray_total = torch.zeros(batch, int(n_gray.max()), dtype=torch.int64)
     offset = 0
     for i in range(batch):
         unique, counts = torch.unique_consecutive(keys[i], return_counts=True)
-        cell = unique // n
+        cell_xlogx[i].index_add_(0, unique // n, _xlogx(counts.double()))
+        counts_of_gray = torch.bincount(gray_ranks[i])
+        gray_total[i, : counts_of_gray.numel()] = counts_of_gray
+        s_b[i] = _xlogx(counts_of_gray.double()).sum()
+        # A gray value seen once in the image adds f(1) = 0 to any joint count it joins: leave it out.
+        repeated = counts_of_gray[unique % n] > 1
+        unique, counts = unique[repeated], counts[repeated]
         gray_parts.append(unique % n)
         count_parts.append(counts)
         pointers[i, 0] = offset
-        pointers[i, 1:] = offset + torch.bincount(cell, minlength=cells).cumsum(0)
+        pointers[i, 1:] = offset + torch.bincount(unique // n, minlength=cells).cumsum(0)
         offset += unique.numel()
-        cell_xlogx[i].index_add_(0, cell, _xlogx(counts.double()))
-        s_b[i] = _xlogx(torch.bincount(gray_ranks[i]).double()).sum()
     maps, image_of_map = _map_inputs(activations)
     s_a, s_ab = torch.zeros(batch, channels, dtype=torch.float64), torch.zeros(batch, channels, dtype=torch.float64)
     distinct = torch.zeros(batch, channels, dtype=torch.int64)
@@ -279,6 +285,9 @@ def _fused_reference(activations: Tensor, gray: Tensor, size: tuple[int, int]) -
         torch.cat(gray_parts).numpy(),
         torch.cat(count_parts).numpy(),
         int(n_gray.max()),
+        gray_total.numpy(),
+        s_b.numpy(),
+        _xlogx(torch.arange(n + 1, dtype=torch.float64)).numpy(),
     )
     outputs = (s_a.view(-1).numpy(), s_ab.view(-1).numpy(), distinct.view(-1).numpy())
     _in_threads(kernels.reference_block_sums, arguments, outputs, batch * channels)

@@ -12,6 +12,7 @@ the main pass; the sanity check on the first ``sanity_images`` readable images, 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -52,6 +53,8 @@ METRIC_GROUPS = ("drop-increase", "classic", "deletion-insertion", "localization
 ALL_METHODS = (*METHODS, *REFERENCES)
 # Settings that may differ between a run and its resumption (they do not change any number).
 _RESUMABLE_KEYS = {"limit", "out", "resume", "device", "batch_size", "forward_batch_size", "score_cam_batch_size"}
+# The data is compared by content (data_fingerprint), not by the path it was given under.
+_RESUMABLE_KEYS |= {"data"}
 _INTERVENTIONS = ("object", "background")
 
 
@@ -253,7 +256,7 @@ def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _restore(run: _Run) -> tuple[set[str], dict[str, str]]:
     """Finished images and skipped ones from an earlier run in ``out`` (when resuming)."""
-    out, settings = run.out, asdict(run.settings)
+    out, settings = run.out, asdict(run.settings) | {"data_fingerprint": _fingerprint(run.dataset)}
     existing = out / "per_image.csv"
     if existing.exists() and not run.settings.resume:
         raise ValueError(f"{out} already holds results; pass --resume to continue that run, or choose another --out")
@@ -299,6 +302,16 @@ def _add_curve(run: _Run, method: str, kind: str, curves: Tensor) -> None:
     sums[kind] = sums[kind] + curves.sum(dim=0) if kind in sums else curves.sum(dim=0)
     if kind == "deletion":
         run.curve_counts[method] = run.curve_counts.get(method, 0) + curves.shape[0]
+
+
+def _fingerprint(dataset: Dataset) -> str:
+    """SHA-256 of the annotation file (JSON / CSV) or of the image list (folder)."""
+    digest = hashlib.sha256()
+    if dataset.source.is_file():
+        digest.update(dataset.source.read_bytes())
+    else:
+        digest.update("\n".join(f"{s.key}\t{s.label}" for s in dataset.samples).encode())
+    return digest.hexdigest()
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
