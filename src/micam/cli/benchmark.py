@@ -26,7 +26,17 @@ import torch
 from torch import Tensor, nn
 
 MODELS = ("vgg16", "mobilenet_v2", "resnet50", "efficientnet_lite0")
-METHODS = ("forward", "trunk", "grad_cam", "score_cam", "score_cam_pgc", "mi_cam", "mi_cam_authors", "authors")
+METHODS = (
+    "forward",
+    "trunk",
+    "grad_cam",
+    "score_cam",
+    "score_cam_pgc",
+    "mi_cam",
+    "mi_cam_authors",
+    "mi_weights_authors",
+    "authors",
+)
 LABELS = {
     "forward": "forward pass (full model)",
     "trunk": "forward to the target layer",
@@ -35,6 +45,7 @@ LABELS = {
     "score_cam_pgc": "Score-CAM (pytorch-grad-cam 1.5.7)",
     "mi_cam": "MI-CAM (binned, bilinear)",
     "mi_cam_authors": 'MI-CAM preset="authors" (reference, nearest)',
+    "mi_weights_authors": 'its MI weights alone (activations recorded beforehand)',
     "authors": "authors' algorithm (sklearn loop, CPU)",
 }
 # Weights that load offline: real ImageNet weights where bundled, random ones otherwise (timing only).
@@ -275,8 +286,15 @@ def _cells(
     """One callable per method, each explaining the batch ``x`` (``raw``: the same images in 0-255)."""
     from micam import MICAM, GradCAM, ScoreCAM
     from micam.capture import record_activations
+    from micam.estimators import upsampled_mutual_information
+    from micam.imaging import grayscale
+    from micam.methods.mi_cam import PRESETS
 
     targets = [0] * x.shape[0]
+    with torch.no_grad():
+        recorded = record_activations(model, [layer], raw, track_gradients=False, stop_early=True)
+    activations = recorded.activations[0].detach()
+    gray = grayscale(raw, PRESETS["authors"]["luma"])
 
     def forward() -> Tensor:
         with torch.no_grad():
@@ -293,6 +311,7 @@ def _cells(
         "score_cam": lambda: ScoreCAM(model, [layer], batch_size=score_cam_batch)(x, targets=targets),
         "mi_cam": lambda: MICAM(model, [layer])(x),
         "mi_cam_authors": lambda: MICAM(model, [layer], preset="authors")(raw),
+        "mi_weights_authors": lambda: upsampled_mutual_information(activations, gray, "nearest", "reference"),
         "authors": lambda: _authors_map(model, layer, raw),
     }
     if peer_classes is not None:
@@ -355,9 +374,13 @@ def ratios(report: dict[str, Any]) -> list[dict[str, Any]]:
                 met = value >= 200 if model == "vgg16" else None
                 add(model, f"{LABELS[peer]} / MI-CAM", value, ">= 200 (VGG-16)", met)
         if "mi_cam_authors" in t1 and "trunk" in t1 and (model, 1) in loops:
+            # The issue's definition; ill-conditioned where the MI step is smaller than the trunk's jitter.
             mi_time = max(t1["mi_cam_authors"] - t1["trunk"], 1e-9)
             value = loops[(model, 1)] / mi_time
             add(model, "authors' sklearn loop / (MI-CAM authors - trunk)", value, ">= 100", value >= 100)
+        if "mi_weights_authors" in t1 and (model, 1) in loops:
+            value = loops[(model, 1)] / t1["mi_weights_authors"]
+            add(model, "authors' sklearn loop / MI-CAM authors' MI weights alone", value, ">= 100", value >= 100)
         if mi and "grad_cam" in t1:
             value = mi / t1["grad_cam"]
             bound = 1.0 if model == "vgg16" else 2.0
