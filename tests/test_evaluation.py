@@ -241,3 +241,18 @@ def test_progress_line_reports_share_rate_and_eta():
     line = stream.getvalue().strip()
     assert line.startswith("[job] 2/4 (50.0%)") and "ETA" in line and line.endswith("note")
     assert format_seconds(3725) == "1:02:05" and format_seconds(65) == "1:05"
+
+
+def test_target_label_without_labels_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    from conftest import tiny_loaded_model
+    from micam import models
+
+    monkeypatch.setattr(models, "load", lambda name, weights="imagenet", device="cpu": tiny_loaded_model())
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(tmp_path / "a.png")
+    (tmp_path / "list.csv").write_text("file\na.png\n")
+    argv = ["evaluate", "--data", str(tmp_path / "list.csv"), "--out", str(tmp_path / "o"), "--target", "label"]
+    assert main(argv) == 2
+    assert "needs a label for every image" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "per_image.csv").exists()
+    # The same data explains the predicted class without complaint.
+    assert main([*argv[:-2], "--methods", "grad-cam,random", "--steps", "2"]) == 0

@@ -131,10 +131,19 @@ class _Run:
 
 def evaluate(settings: EvaluationSettings, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) an evaluation; returns the content of ``results.json``."""
-    log = log or (lambda text: print(text, file=sys.stderr))
+    autotune = torch.backends.cudnn.benchmark
+    try:
+        return _evaluate(settings, log or (lambda text: print(text, file=sys.stderr)))
+    finally:
+        torch.backends.cudnn.benchmark = autotune  # _start turns cuDNN autotuning on for CUDA runs
+
+
+def _evaluate(settings: EvaluationSettings, log: Callable[[str], None]) -> dict[str, Any]:
     settings.check()
     run = _start(settings)
     samples = run.dataset.samples[: settings.limit] if settings.limit else run.dataset.samples
+    if settings.target == "label" and any(sample.label is None for sample in samples):
+        raise ValueError("--target label needs a label for every image; use --target predicted")
     done, skipped = _restore(run)
     todo = [s for s in samples if s.key not in done and s.key not in skipped]
     log(
@@ -379,12 +388,7 @@ def _evaluate_batch(
     s, model = run.settings, run.loaded.model
     with torch.no_grad():
         predicted = model(images).argmax(dim=1).tolist()
-    if s.target == "label":
-        if any(sample.label is None for sample in samples):
-            raise ValueError("--target label needs a label for every image; use --target predicted")
-        targets = [int(sample.label) for sample in samples]  # type: ignore[arg-type]
-    else:
-        targets = predicted
+    targets = [int(sample.label) for sample in samples] if s.target == "label" else predicted  # type: ignore[arg-type]
     keys = [sample.key for sample in samples]
     with_boxes = [i for i, b in enumerate(boxes) if b]
     counterfactual_rows: list[dict[str, Any]] = []
