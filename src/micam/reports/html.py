@@ -128,6 +128,11 @@ def _evaluation_section(path: Path) -> str:
     return "\n".join(parts)
 
 
+def _natural_order(path: Path) -> list[object]:
+    """fig2 before fig10: numbers in the name compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 def build_report(results_dir: Path | str, title: str = "micam report") -> str:
     """The HTML text of the report for everything found under ``results_dir``."""
     root = Path(results_dir)
@@ -135,7 +140,9 @@ def build_report(results_dir: Path | str, title: str = "micam report") -> str:
         raise ValueError(f"--results {root} is not a folder")
     evaluations = sorted(root.rglob("results.json"))
     benchmarks = sorted(root.rglob("benchmark.md"))
-    figures = sorted(p for p in root.rglob("*.png") if "figures" in p.relative_to(root).parts)
+    figures = sorted(
+        (p for p in root.rglob("*.png") if "figures" in p.relative_to(root).parts), key=_natural_order
+    )
     if not (evaluations or benchmarks or figures):
         raise ValueError(
             f"nothing to report under {root}: expected results.json (micam evaluate), benchmark.md "
