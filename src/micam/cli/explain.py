@@ -13,6 +13,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from micam import models
+from micam.evaluation.datasets import read_rgb
 from micam.methods import METHODS, BaseCAM
 from micam.methods.factory import make_method
 from micam.reports import restore_image, save_overlay
@@ -56,13 +57,6 @@ def build_method(name: str, loaded: models.LoadedModel, layer: str | None, args:
     )
 
 
-def read_image(path: Path) -> Image.Image:
-    """Open and fully decode an image (truncated files fail here, not later)."""
-    with Image.open(path) as image:
-        image.load()
-        return image.convert("RGB")
-
-
 def run(args: argparse.Namespace) -> int:
     method_names = parse_methods(args.method)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -75,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     for path in args.images:
         try:
-            image = read_image(path)
+            image = read_rgb(path)
         except (OSError, UnidentifiedImageError, ValueError) as error:
             failures[str(path)] = f"{type(error).__name__}: {error}"
             print(f"skipped {path}: cannot read it as an image ({error})", file=sys.stderr)

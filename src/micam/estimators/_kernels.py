@@ -115,6 +115,18 @@ def binned_sums(acts, image_of_map, gray_codes, r0, r1, a0, a1, c0, c1, b0, b1, 
         s_ab[m] = s_ab_total
 
 
+@njit(inline="always")
+def _add_cell_counts(cell, ptr, gray_of_entry, count_of_entry, accumulator, touched, used):  # type: ignore[no-untyped-def]
+    """Add cell's gray counts to ``accumulator``, listing newly touched gray codes; returns the new count."""
+    for e in range(ptr[cell], ptr[cell + 1]):
+        gray = gray_of_entry[e]
+        if accumulator[gray] == 0:
+            touched[used] = gray
+            used += 1
+        accumulator[gray] += count_of_entry[e]
+    return used
+
+
 @njit(nogil=True, cache=True)
 def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, gray_of_entry, count_of_entry, n_gray, gray_total, total_xlogx, xlogx_table, start, stop, s_a, s_ab, distinct):  # type: ignore[no-untyped-def]  # noqa: E501
     """Distinct-value MI sums for nearest-upsampled maps from per-cell gray counts.
@@ -170,14 +182,8 @@ def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, g
                         in_group[order[q]] = True
                     used = 0
                     for c in range(cells):
-                        if in_group[c]:
-                            continue
-                        for e in range(ptr[c], ptr[c + 1]):
-                            gray = gray_of_entry[e]
-                            if accumulator[gray] == 0:
-                                touched[used] = gray
-                                used += 1
-                            accumulator[gray] += count_of_entry[e]
+                        if not in_group[c]:
+                            used = _add_cell_counts(c, ptr, gray_of_entry, count_of_entry, accumulator, touched, used)
                     correction = 0.0
                     for e in range(used):
                         g = touched[e]
@@ -191,12 +197,7 @@ def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, g
                     used = 0
                     for q in range(i, j):
                         c = order[q]
-                        for e in range(ptr[c], ptr[c + 1]):
-                            gray = gray_of_entry[e]
-                            if accumulator[gray] == 0:
-                                touched[used] = gray
-                                used += 1
-                            accumulator[gray] += count_of_entry[e]
+                        used = _add_cell_counts(c, ptr, gray_of_entry, count_of_entry, accumulator, touched, used)
                     for e in range(used):
                         total_ab += xlogx_table[accumulator[touched[e]]]
                         accumulator[touched[e]] = 0
