@@ -152,14 +152,37 @@ def test_score_cam_matches_a_slow_reference_and_batching_does_not_matter(tiny_cn
 
 
 def test_score_cam_skips_constant_channels_and_can_subtract_the_baseline(tiny_cnn, tiny_batch):
-    x = tiny_batch[:1]
+    x = tiny_batch[:2]
     with ScoreCAM(tiny_cnn, target_layers=["features.3"]) as cam:
-        cam(x, targets=1)
+        cam(x, targets=[1, 3])
         plain = cam.last_weights.clone()
     with ScoreCAM(tiny_cnn, target_layers=["features.3"], subtract_baseline=True) as cam:
-        cam(x, targets=1)
+        cam(x, targets=[1, 3])
         shifted = cam.last_weights
     with torch.no_grad():
-        baseline = torch.softmax(tiny_cnn(torch.zeros_like(x)), dim=1)[0, 1]
-    active = plain[0] != 0
-    torch.testing.assert_close(shifted[0, active], plain[0, active] - baseline)
+        baseline = torch.softmax(tiny_cnn(torch.zeros_like(x)), dim=1)[:, [1, 3]].diagonal()
+    for i in range(2):
+        active = plain[i] != 0
+        torch.testing.assert_close(shifted[i, active], plain[i, active] - baseline[i])
+
+
+def test_score_cam_pads_chunks_to_few_shapes_where_cudnn_autotunes(tiny_cnn, tiny_batch, monkeypatch):
+    """On CUDA with cudnn.benchmark each new batch shape is autotuned: chunks are padded to multiples
+    of 64 (or the buffer size), and the padding rows never change a weight."""
+    x = torch.cat([tiny_batch] * 30)  # 90 images x K channels: a ragged last chunk
+    with ScoreCAM(tiny_cnn, target_layers=["features.3"], batch_size=200) as cam:
+        cam(x, targets=[i % 5 for i in range(90)])
+        expected = cam.last_weights.clone()
+    shapes: list[int] = []
+    monkeypatch.setattr(ScoreCAM, "_tuned_shapes", staticmethod(lambda inputs: True))
+    with ScoreCAM(tiny_cnn, target_layers=["features.3"], batch_size=200) as cam:
+        handle = tiny_cnn.register_forward_pre_hook(lambda module, args: shapes.append(args[0].shape[0]))
+        try:
+            cam(x, targets=[i % 5 for i in range(90)])
+            padded = cam.last_weights.clone()
+        finally:
+            handle.remove()
+    torch.testing.assert_close(padded, expected)
+    masked_batches = shapes[1:]  # the first pass records the activations
+    assert masked_batches and all(n == 200 or n % 64 == 0 for n in masked_batches), masked_batches
+    assert 200 in masked_batches and any(n != 200 for n in masked_batches)

@@ -45,7 +45,7 @@ LABELS = {
     "score_cam_pgc": "Score-CAM (pytorch-grad-cam 1.5.7)",
     "mi_cam": "MI-CAM (binned, bilinear)",
     "mi_cam_authors": 'MI-CAM preset="authors" (reference, nearest)',
-    "mi_weights_authors": 'its MI weights alone (activations recorded beforehand)',
+    "mi_weights_authors": "its MI weights alone (activations recorded beforehand)",
     "authors": "authors' algorithm (sklearn loop, CPU)",
 }
 # Weights that load offline: real ImageNet weights where bundled, random ones otherwise (timing only).

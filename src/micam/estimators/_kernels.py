@@ -74,7 +74,27 @@ def upsample_maps(acts, r0, r1, a0, a1, c0, c1, b0, b1, nearest):  # type: ignor
 
 
 @njit(nogil=True, cache=True)
-def binned_sums(acts, image_of_map, gray_codes, r0, r1, a0, a1, c0, c1, b0, b1, nearest, bins, xlogx_table, start, stop, s_a, s_ab, constant):  # type: ignore[no-untyped-def]  # noqa: E501
+def binned_sums(
+    acts,
+    image_of_map,
+    gray_codes,
+    r0,
+    r1,
+    a0,
+    a1,
+    c0,
+    c1,
+    b0,
+    b1,
+    nearest,
+    bins,
+    xlogx_table,
+    start,
+    stop,
+    s_a,
+    s_ab,
+    constant,
+):  # type: ignore[no-untyped-def]
     """For maps start:stop, fill the sum of c*log(c) over its bin counts (s_a) and over the joint (map
     bin, gray bin) counts (s_ab), and whether all its pixels fall in bin 0 (constant).
     ``gray_codes`` (B, H*W) holds each image's gray bins; ``xlogx_table[k]`` = k log k for k <= H*W.
@@ -128,7 +148,24 @@ def _add_cell_counts(cell, ptr, gray_of_entry, count_of_entry, accumulator, touc
 
 
 @njit(nogil=True, cache=True)
-def reference_block_sums(acts, image_of_map, block_size, cell_xlogx, pointers, gray_of_entry, count_of_entry, n_gray, gray_total, total_xlogx, xlogx_table, start, stop, s_a, s_ab, distinct):  # type: ignore[no-untyped-def]  # noqa: E501
+def reference_block_sums(
+    acts,
+    image_of_map,
+    block_size,
+    cell_xlogx,
+    pointers,
+    gray_of_entry,
+    count_of_entry,
+    n_gray,
+    gray_total,
+    total_xlogx,
+    xlogx_table,
+    start,
+    stop,
+    s_a,
+    s_ab,
+    distinct,
+):  # type: ignore[no-untyped-def]
     """Distinct-value MI sums for nearest-upsampled maps from per-cell gray counts.
 
     Every pixel of cell c (block_size[c] pixels) takes the map value of c, so the contingency table

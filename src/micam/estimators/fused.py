@@ -129,9 +129,7 @@ def _upsample(maps: Tensor, size: tuple[int, int], mode: str) -> Tensor:
     return F.interpolate(maps, size=size, mode="nearest")
 
 
-def _chunked(
-    activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, estimator: str, bins: int
-) -> Tensor:
+def _chunked(activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, estimator: str, bins: int) -> Tensor:
     """Upsample a bounded chunk of maps at a time and estimate MI on it."""
     batch, channels = activations.shape[:2]
     n = size[0] * size[1]

@@ -132,9 +132,7 @@ class MICAM(BaseCAM):
         fused kernels on CPU where they are exact, else a bounded chunk of maps at a time."""
         inputs, activations = context.inputs, context.activations
         gray = grayscale(inputs, self.luma, self.pixel_mean, self.pixel_std)
-        return upsampled_mutual_information(
-            activations, gray, self.upsample_mode, self.estimator, self.bins
-        )
+        return upsampled_mutual_information(activations, gray, self.upsample_mode, self.estimator, self.bins)
 
     def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, int]) -> Tensor:
         activations = context.activations

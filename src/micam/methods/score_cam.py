@@ -3,8 +3,9 @@
 Each channel, upsampled to the input size and min-max scaled to [0, 1], masks the input:
 alpha_k = softmax(f(X * H_k))_c, the target's probability on the masked image
 (optionally minus its probability on the baseline X_b = 0, as in the paper's Eq. 5);
-map = Up(ReLU(sum_k alpha_k A_k)). Masked images go through the model ``batch_size`` at a time
-through one reused buffer. Constant channels are skipped (weight 0), as in the authors' code.
+map = Up(ReLU(sum_k alpha_k A_k)). Masked images of all the batch's images go through the model
+``batch_size`` at a time through one reused buffer. Constant channels are skipped (weight 0), as in
+the authors' code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from torch import Tensor
 
 from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample
 from micam.targets import target_scores
+
+_SHAPE_STEP = 64  # chunk sizes on CUDA are multiples of this, so cuDNN tunes few shapes
 
 
 class ScoreCAM(BaseCAM):
@@ -39,27 +42,43 @@ class ScoreCAM(BaseCAM):
         self.batch_size, self.score, self.subtract_baseline = batch_size, score, subtract_baseline
 
     def channel_weights(self, context: LayerContext) -> Tensor:
-        inputs, activations = context.inputs, context.activations
+        inputs, activations, targets = context.inputs, context.activations, context.targets
         size = tuple(inputs.shape[-2:])
         b, k = activations.shape[:2]
         weights = torch.zeros(b, k, dtype=inputs.dtype, device=inputs.device)
-        buffer = torch.empty((min(self.batch_size, k), *inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device)
         flat = activations.flatten(2)
         active = flat.amax(dim=2) > flat.amin(dim=2)  # upsampling keeps constant maps constant
-        for i in range(b):
-            channels = active[i].nonzero().squeeze(1)
-            for start in range(0, channels.numel(), self.batch_size):
-                chunk = channels[start : start + self.batch_size]
-                masks = min_max_per_map(upsample(activations[i, chunk][None], size, "bilinear")[0])
-                batch = buffer[: chunk.numel()]
-                torch.mul(inputs[i : i + 1], masks[:, None], out=batch)
-                weights[i, chunk] = self._scores(batch, context.targets[i])  # type: ignore[index]
-            if self.subtract_baseline:
-                weights[i, channels] -= self._scores(torch.zeros_like(inputs[i : i + 1]), context.targets[i])  # type: ignore[index]
+        # One stream of (image, channel) pairs for the whole batch, so that chunks stay full across images.
+        images, channels = active.nonzero(as_tuple=True)
+        total = images.numel()
+        if total == 0:
+            return weights
+        fixed_shapes = self._tuned_shapes(inputs)
+        rows = self.batch_size if fixed_shapes else min(self.batch_size, total)
+        buffer = torch.zeros((rows, *inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device)
+        image_list = images.tolist()
+        for start in range(0, total, self.batch_size):
+            index, chunk = images[start : start + rows], channels[start : start + rows]
+            n = index.numel()
+            masks = min_max_per_map(upsample(activations[index, chunk][None], size, "bilinear")[0])
+            torch.index_select(inputs, 0, index, out=buffer[:n]).mul_(masks[:, None])
+            # cuDNN autotunes every new batch shape: round a short last chunk up instead of making a new one.
+            used = min(rows, -(-n // _SHAPE_STEP) * _SHAPE_STEP) if fixed_shapes else n
+            chunk_targets = [targets[i] for i in image_list[start : start + n]]  # type: ignore[index]
+            chunk_targets += chunk_targets[-1:] * (used - n)
+            weights[index, chunk] = self._scores(buffer[:used], chunk_targets)[:n]
+        if self.subtract_baseline:
+            weights[images, channels] -= self._scores(torch.zeros_like(inputs), targets)[images]  # type: ignore[arg-type]
         return weights
 
-    def _scores(self, batch: Tensor, target) -> Tensor:  # type: ignore[no-untyped-def]
+    @staticmethod
+    def _tuned_shapes(inputs: Tensor) -> bool:
+        """True where cuDNN autotunes each new input shape (then chunks are padded to few sizes)."""
+        return inputs.is_cuda and torch.backends.cudnn.benchmark
+
+    def _scores(self, batch: Tensor, targets: list) -> Tensor:  # type: ignore[type-arg]
+        """The target score of each row of ``batch`` (one target per row)."""
         output = self._select_output(self.model(batch))
         if self.score == "probability":
             output = torch.softmax(output, dim=-1)
-        return target_scores([target] * batch.shape[0], output)
+        return target_scores(targets, output)

@@ -140,9 +140,7 @@ def build_report(results_dir: Path | str, title: str = "micam report") -> str:
         raise ValueError(f"--results {root} is not a folder")
     evaluations = sorted(root.rglob("results.json"))
     benchmarks = sorted(root.rglob("benchmark.md"))
-    figures = sorted(
-        (p for p in root.rglob("*.png") if "figures" in p.relative_to(root).parts), key=_natural_order
-    )
+    figures = sorted((p for p in root.rglob("*.png") if "figures" in p.relative_to(root).parts), key=_natural_order)
     if not (evaluations or benchmarks or figures):
         raise ValueError(
             f"nothing to report under {root}: expected results.json (micam evaluate), benchmark.md "
