@@ -256,3 +256,34 @@ def test_target_label_without_labels_fails_before_any_work(tmp_path, monkeypatch
     assert not (tmp_path / "o" / "per_image.csv").exists()
     # The same data explains the predicted class without complaint.
     assert main([*argv[:-2], "--methods", "grad-cam,random", "--steps", "2"]) == 0
+
+
+def test_resume_keeps_the_device_dependent_defaults_of_the_run_it_continues(tmp_path, monkeypatch, capsys):
+    """A run started with 3 counterfactual images (as a GPU run records 50) resumes on this CPU, whose
+    own default would be 10, without naming the setting again; naming another value still refuses."""
+    from conftest import tiny_loaded_model
+    from micam import models
+
+    monkeypatch.setattr(models, "load", lambda name, weights="imagenet", device="cpu": tiny_loaded_model())
+    for i, colour in enumerate([(200, 10, 10), (10, 200, 30), (30, 30, 220)]):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / f"{i}.png")
+    (tmp_path / "list.csv").write_text("file,label,boxes\n0.png,1,5 5 20 20\n1.png,2,0 0 30 30\n2.png,3,2 2 9 9\n")
+    out = tmp_path / "run"
+    base = ["evaluate", "--data", str(tmp_path / "list.csv"), "--out", str(out), "--methods", "grad-cam,random"]
+    base += ["--steps", "2", "--metrics", "drop-increase,counterfactual"]
+    assert main([*base, "--limit", "2", "--counterfactual-images", "3"]) == 0
+    assert main([*base, "--resume"]) == 0
+    assert json.loads((out / "settings.json").read_text())["counterfactual_images"] == 3
+    assert len(_rows(out / "per_image.csv")) == 3 * 2
+    assert len(_rows(out / "counterfactual.csv")) == 3 * 2  # one row per image and intervention
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["images"] for r in runs] == [2, 1] and runs[0]["device_name"].startswith("CPU")
+    from micam.evaluation.tables import _sessions
+
+    assert _sessions(runs) == ""  # one device: nothing to say
+    runs[0] |= {"device_name": "NVIDIA H100 80GB HBM3", "torch": "2.11.0"}
+    assert _sessions(runs).startswith(" Sessions: 2 images in ") and "on NVIDIA H100 80GB HBM3 (torch 2.11.0)" in (
+        _sessions(runs)
+    )
+    assert main([*base, "--resume", "--counterfactual-images", "4"]) == 2
+    assert "counterfactual_images" in capsys.readouterr().err

@@ -125,6 +125,8 @@ class _Run:
     seconds: dict[str, list[float]]
     out: Path
     earlier_seconds: float = 0.0  # wall time of the runs this one resumes
+    earlier_runs: list[dict[str, Any]] = field(default_factory=list)  # device, torch, images, seconds of each
+    earlier_images: int = 0
     curve_sums: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # method -> kind -> sum of curves
     curve_counts: dict[str, int] = field(default_factory=dict)
 
@@ -196,10 +198,11 @@ def _start(settings: EvaluationSettings) -> _Run:
         torch.backends.cudnn.benchmark = True
     settings.forward_batch_size = settings.forward_batch_size or (1024 if device.type == "cuda" else 64)
     settings.score_cam_batch_size = settings.score_cam_batch_size or (1024 if device.type == "cuda" else 32)
+    saved = _saved_settings(settings)
     if settings.counterfactual_images is None:
-        settings.counterfactual_images = 50 if device.type == "cuda" else 10
+        settings.counterfactual_images = saved.get("counterfactual_images") or (50 if device.type == "cuda" else 10)
     if settings.sanity_images is None:
-        settings.sanity_images = 4 if device.type == "cuda" else 1
+        settings.sanity_images = saved.get("sanity_images") or (4 if device.type == "cuda" else 1)
     dataset = read_dataset(settings.data)
     loaded = models.load(settings.model, weights=settings.weights, device=device)
     geometry = dataset.geometry if settings.geometry == "auto" else settings.geometry
@@ -217,6 +220,13 @@ def _start(settings: EvaluationSettings) -> _Run:
     run.trackers = {name: _trackers(run) for name in settings.methods}
     run.seconds = {name: [] for name in settings.methods}
     return run
+
+
+def _saved_settings(settings: EvaluationSettings) -> dict[str, Any]:
+    """The settings of the run being resumed (empty when not resuming): its device-dependent
+    defaults carry over, so a run started on a GPU can be finished on a CPU and back."""
+    path = Path(settings.out) / "settings.json"
+    return json.loads(path.read_text()) if settings.resume and path.exists() else {}
 
 
 def _method(
@@ -301,7 +311,17 @@ def _restore(run: _Run) -> tuple[set[str], dict[str, str]]:
     skipped = {r["image"]: r["reason"] for r in _read_csv(out / "skipped.csv")}
     previous = out / "results.json"
     if previous.exists() and kept:
-        run.earlier_seconds = float(json.loads(previous.read_text()).get("wall_time_s", 0.0))
+        earlier = json.loads(previous.read_text())
+        run.earlier_seconds = float(earlier.get("wall_time_s", 0.0))
+        run.earlier_images = len(done)
+        run.earlier_runs = earlier.get("runs") or [
+            {
+                "device_name": earlier["settings"].get("device_name"),
+                "torch": earlier["settings"].get("torch"),
+                "images": len(done),
+                "seconds": run.earlier_seconds,
+            }
+        ]
     return done, skipped
 
 
@@ -601,10 +621,29 @@ def _write_results(run: _Run, n_done: int, skipped: dict[str, str], seconds: flo
             for method, sums in run.curve_sums.items()
         },
         "wall_time_s": round(run.earlier_seconds + seconds, 2),
+        "runs": _runs(run, n_done, seconds),
     }
     (run.out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=True))
     (run.out / "results.md").write_text(markdown_report(results))
     return results
+
+
+def _runs(run: _Run, n_done: int, seconds: float) -> list[dict[str, Any]]:
+    """One entry per session that added images (the first run and each resumption), so that a table
+    finished on another device says which device produced which share of it."""
+    current = {
+        "device_name": _device_name(run.device),
+        "torch": torch.__version__,
+        "images": n_done - run.earlier_images,
+        "seconds": round(seconds, 2),
+    }
+    return run.earlier_runs + ([current] if current["images"] > 0 or not run.earlier_runs else [])
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def _resolved_settings(run: _Run) -> dict[str, Any]:
@@ -627,9 +666,7 @@ def _resolved_settings(run: _Run) -> dict[str, Any]:
             "micam_version": __version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
-            "device_name": torch.cuda.get_device_name(run.device)
-            if run.device.type == "cuda"
-            else platform.processor() or platform.machine(),
+            "device_name": _device_name(run.device),
         }
     )
     return settings

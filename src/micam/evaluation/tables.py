@@ -53,6 +53,14 @@ def _digits(key: str) -> int:
     return 3 if key in ("deletion_auc", "insertion_auc", "pointing_game", "pointing_game_strict") else 2
 
 
+def _sessions(runs: list[dict[str, Any]]) -> str:
+    """ " Sessions: ..." when a resumed run was finished on more than one device or torch."""
+    if len({(r.get("device_name"), r.get("torch")) for r in runs}) < 2:
+        return ""
+    parts = [f"{r['images']} images in {r['seconds']} s on {r['device_name']} (torch {r['torch']})" for r in runs]
+    return " Sessions: " + "; ".join(parts) + "."
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     s = results["settings"]
     mi = s.get("mi_cam") or {}
@@ -73,6 +81,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         ),
         "",
         f"Wall time {results['wall_time_s']} s; skipped images: {results['skipped']['count']}."
+        + _sessions(results.get("runs") or [])
         + (
             f" Top-1 accuracy of the model on these images: {100 * results['top1_accuracy']['mean']:.1f} %."
             if results.get("top1_accuracy")
