@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from micam import models, plot
+from micam.capture.inference import inference_copy, preferred_layout
 from micam.evaluation import EvaluationSettings, evaluate, read_dataset
 from micam.evaluation.datasets import black_pixel, prepare, read_rgb
 from micam.methods import METHODS
@@ -104,11 +105,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _estimate(loaded: models.LoadedModel, limit: int, device: str, benchmark_budget: float, with_v1: bool) -> float:
     """Seconds, from the measured cost of one forward pass times the passes each step makes."""
-    x = torch.zeros(32, 3, loaded.input_size, loaded.input_size, device=device)
+    x = preferred_layout(torch.zeros(32, 3, loaded.input_size, loaded.input_size, device=device))
+    runner = inference_copy(loaded.model)  # what the masked and perturbed passes run on
     with torch.no_grad():
-        loaded.model(x)
+        runner(x)
         tick = time.perf_counter()
-        loaded.model(x)
+        runner(x)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
     per_image = (time.perf_counter() - tick) / 32

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from micam.capture.inference import inference_copy
 from micam.imaging import gaussian_blur
 from micam.metrics.scores import ScoreKind, check_maps, class_scores
 
@@ -69,6 +70,7 @@ def deletion_insertion(
     counts = (torch.arange(steps + 1, device=images.device) * per_step).clamp(max=pixels)
     if insertion_order not in ("standard", "paper"):
         raise ValueError(f"insertion_order must be 'standard' or 'paper', got {insertion_order!r}")
+    model = inference_copy(model)  # folded once here rather than in every chunk's class_scores
     descending = _ranks(maps, descending=True)
     ascending = descending if insertion_order == "standard" else _ranks(maps, descending=False)
     deletion = _curve(model, images, base, descending, counts, classes, score, batch_size)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from micam.capture import model_state_preserved
+from micam.capture.inference import inference_copy, preferred_layout
 
 ScoreKind = Literal["probability", "logit"]
 
@@ -27,9 +28,10 @@ def class_scores(
     if classes.numel() != images.shape[0]:
         raise ValueError(f"{classes.numel()} classes for {images.shape[0]} images; pass one class per image")
     parts = []
-    with model_state_preserved(model), torch.no_grad():
+    runner = inference_copy(model)  # batch norm folded into the convolutions: same function, faster
+    with model_state_preserved(runner), torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
-            output = model(images[start : start + batch_size])
+            output = runner(preferred_layout(images[start : start + batch_size]))
             if score == "probability":
                 output = torch.softmax(output, dim=1)
             parts.append(output.gather(1, classes[start : start + batch_size, None])[:, 0])

@@ -1,0 +1,112 @@
+"""How much the inference copy (batch norm folded) and the channels-last layout speed up micam's
+forward-heavy work, as ratios within one run: ``python benchmarks/inference_speed.py [--device cpu]``.
+
+Times, on MobileNetV2 with random inputs (ImageNet weights when installed, else random weights):
+1. one forward pass of a batch: plain, channels-last, folded, folded + channels-last (what micam runs);
+2. one Score-CAM call on one image and one deletion/insertion of one map, with micam's speed-ups
+   switched off (the model run as given) and on. Prints a table and writes JSON with ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+if __name__ == "__main__":
+    try:
+        import micam  # noqa: F401
+    except ImportError:  # a checkout without an install
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from micam import models
+from micam.capture import inference
+from micam.methods import ScoreCAM
+from micam.methods import score_cam as score_cam_module
+from micam.metrics import deletion_insertion
+
+
+def timed(work: Callable[[], object], repeats: int, device: str) -> float:
+    """Median seconds of ``repeats`` runs after one warm-up run."""
+    work()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        work()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def speed_ups(enabled: bool) -> None:
+    """Switch micam's inference copy and layout on or off where the forward-heavy code looks them up."""
+    copy = inference.inference_copy if enabled else (lambda model: model)
+    layout = inference.preferred_layout if enabled else (lambda images: images)
+    names = ("micam.metrics.scores", "micam.metrics.deletion_insertion")
+    for module in (score_cam_module, *(importlib.import_module(name) for name in names)):
+        if hasattr(module, "inference_copy"):
+            module.inference_copy = copy  # type: ignore[attr-defined]
+        if hasattr(module, "preferred_layout"):
+            module.preferred_layout = layout  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=64, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    try:
+        loaded = models.load("mobilenet_v2", device=args.device)
+        model, weights = loaded.model, "imagenet"
+    except Exception:  # weights not installed: the timing does not depend on them
+        import torchvision
+
+        model, weights = torchvision.models.mobilenet_v2().eval().to(args.device), "random"
+    x = torch.randn(args.batch, 3, 224, 224, device=args.device)
+    folded = inference.inference_copy(model)
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    rows: dict[str, float] = {}
+    with torch.inference_mode():
+        rows["forward, plain"] = timed(lambda: model(x), args.repeats, args.device)
+        rows["forward, channels-last"] = timed(lambda: model(channels_last), args.repeats, args.device)
+        rows["forward, folded"] = timed(lambda: folded(x), args.repeats, args.device)
+        rows["forward, folded + channels-last"] = timed(lambda: folded(channels_last), args.repeats, args.device)
+    image = x[:1]
+    cam_map = torch.rand(1, 224, 224, device=args.device)
+    for enabled, label in ((False, "off"), (True, "on")):
+        speed_ups(enabled)
+        with ScoreCAM(model, target_layers=["features.18"], batch_size=args.batch) as cam:
+            rows[f"Score-CAM, 1 image, speed-ups {label}"] = timed(lambda: cam(image, targets=[1]), 1, args.device)
+        rows[f"deletion/insertion, 1 map, speed-ups {label}"] = timed(
+            lambda: deletion_insertion(model, image, cam_map, [1], batch_size=args.batch), 1, args.device
+        )
+    speed_ups(True)
+    plain = rows["forward, plain"]
+    print(f"MobileNetV2 ({weights} weights), device {args.device}, batch {args.batch}, torch {torch.__version__}")
+    print(f"{'work':<44} {'seconds':>8} {'speed-up':>8}")
+    for name, seconds in rows.items():
+        reference = plain if name.startswith("forward") else rows[name.replace("speed-ups on", "speed-ups off")]
+        print(f"{name:<44} {seconds:8.3f} {reference / seconds:7.2f}x")
+    if args.out is not None:
+        args.out.write_text(
+            json.dumps(
+                {"device": args.device, "batch": args.batch, "torch": torch.__version__, "seconds": rows}, indent=2
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

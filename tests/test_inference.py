@@ -1,0 +1,64 @@
+"""The inference copy (batch norm folded into convolutions) and the channels-last layout: same function."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from micam.capture.inference import foldable_pairs, inference_copy, preferred_layout
+from micam.metrics import class_scores
+
+
+def _bn_model() -> nn.Module:
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8, affine=False), nn.ReLU6()),
+        nn.Sequential(nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4)),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    )
+    for module in model.modules():  # running statistics far from the identity, so folding matters
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2.0)
+            if module.affine:
+                nn.init.uniform_(module.weight, 0.5, 1.5)
+                nn.init.uniform_(module.bias, -0.5, 0.5)
+    return model.train()  # the copy must be eval-mode whatever the original's mode
+
+
+def test_inference_copy_folds_every_conv_bn_pair_and_computes_the_same_function():
+    model = _bn_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = inference_copy(model)
+    assert folded is not model and len(foldable_pairs(model)) == 3 and not foldable_pairs(folded)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == 0
+    assert isinstance(folded[0][1], nn.Identity)  # names kept: "0.1" is still there
+    x = torch.randn(4, 3, 10, 10)
+    with torch.no_grad():
+        expected = model.eval()(x)
+        torch.testing.assert_close(folded(x), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(folded(preferred_layout(x)), expected, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # original untouched
+    assert inference_copy(folded) is folded  # nothing left to fold: no second copy
+
+
+def test_models_without_batch_norm_run_as_they_are_and_scores_match():
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    assert inference_copy(plain) is plain
+    model = _bn_model().eval()
+    x = torch.randn(6, 3, 10, 10)
+    with torch.no_grad():
+        expected = torch.softmax(model(x), dim=1)[torch.arange(6), torch.tensor([0, 1, 2, 3, 4, 0])]
+    scores = class_scores(model, x, [0, 1, 2, 3, 4, 0], batch_size=4)
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_preferred_layout_is_channels_last_on_cpu_only_for_4d_batches():
+    x = torch.randn(2, 3, 5, 5)
+    assert preferred_layout(x).is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(preferred_layout(x), x)
+    vector = torch.randn(7)
+    assert preferred_layout(vector) is vector
