@@ -62,3 +62,46 @@ def test_preferred_layout_is_channels_last_on_cpu_only_for_4d_batches():
     assert torch.equal(preferred_layout(x), x)
     vector = torch.randn(7)
     assert preferred_layout(vector) is vector
+
+
+class _Branchy(nn.Module):
+    """conv_a -> bn_a folds; conv_b's output also feeds a residual sum, so bn_b must stay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv_a, self.bn_a = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv_b, self.bn_b = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 5)
+        for norm in (self.bn_a, self.bn_b):
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.conv_b(torch.relu(self.bn_a(self.conv_a(x))))
+        return self.head((self.bn_b(b) + b).mean(dim=(2, 3)))
+
+
+class _DataDependent(nn.Module):
+    """Untraceable (branches on a value): only Sequential neighbours are folded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = _bn_model()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) if x.sum() > -1e9 else -self.body(x)
+
+
+def test_traced_folding_follows_the_data_flow_and_falls_back_to_sequentials():
+    model = _Branchy().eval()
+    assert foldable_pairs(model) == [("conv_a", "bn_a")]
+    folded = inference_copy(model)
+    assert isinstance(folded.bn_a, nn.Identity) and isinstance(folded.bn_b, nn.BatchNorm2d)
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
+    untraceable = _DataDependent().eval()
+    assert [pair[1] for pair in foldable_pairs(untraceable)] == ["body.0.1", "body.1.1", "body.2.1"]
+    with torch.no_grad():
+        torch.testing.assert_close(inference_copy(untraceable)(x), untraceable(x))

@@ -30,6 +30,7 @@ from PIL import UnidentifiedImageError
 from torch import Tensor
 
 from micam import __version__, models
+from micam.capture.inference import inference_copy
 from micam.evaluation.datasets import Dataset, Sample, black_pixel, prepare, read_dataset, read_rgb
 from micam.evaluation.references import REFERENCES
 from micam.evaluation.tables import markdown_report
@@ -406,6 +407,7 @@ def _evaluate_batch(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Per-image rows, counterfactual rows and deletion/insertion curve rows of one batch."""
     s, model = run.settings, run.loaded.model
+    scorer = inference_copy(model)  # folded once per batch for every metric's forward passes
     with torch.no_grad():
         predicted = model(images).argmax(dim=1).tolist()
     targets = [int(sample.label) for sample in samples] if s.target == "label" else predicted  # type: ignore[arg-type]
@@ -442,7 +444,7 @@ def _evaluate_batch(
                         column[i] = float(found[metric][j])
                     values[metric] = column
             else:
-                found = tracker.update(model, images, maps, targets)
+                found = tracker.update(scorer, images, maps, targets)
                 values.update({metric: [float(v) for v in found[metric]] for metric in tracker.names})
             if isinstance(tracker, DeletionInsertion):
                 for kind in ("deletion", "insertion"):
