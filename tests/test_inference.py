@@ -105,3 +105,12 @@ def test_traced_folding_follows_the_data_flow_and_falls_back_to_sequentials():
     assert [pair[1] for pair in foldable_pairs(untraceable)] == ["body.0.1", "body.1.1", "body.2.1"]
     with torch.no_grad():
         torch.testing.assert_close(inference_copy(untraceable)(x), untraceable(x))
+
+
+def test_pairs_with_forward_hooks_are_left_alone():
+    model = _Branchy().eval()
+    handle = model.bn_a.register_forward_hook(lambda module, args, output: output * 2)
+    try:
+        assert foldable_pairs(model) == [] and inference_copy(model) is model
+    finally:
+        handle.remove()

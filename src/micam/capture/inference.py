@@ -38,7 +38,8 @@ class _ConvNormTracer(torch.fx.Tracer):
 
 def foldable_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """(conv name, batch-norm name) of each BatchNorm2d with running statistics that reads the output of
-    a Conv2d and nothing else, where both run once per forward pass and the conv feeds only it.
+    a Conv2d and nothing else, where both run once per forward pass, the conv feeds only it and
+    neither carries a forward hook.
     Found by tracing the model with torch.fx; where tracing fails, adjacent pairs in a Sequential."""
     modules = dict(model.named_modules())
 
@@ -49,6 +50,7 @@ def foldable_pairs(model: nn.Module) -> list[tuple[str, str]]:
             and isinstance(norm, nn.BatchNorm2d)
             and norm.running_mean is not None
             and norm.running_var is not None
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in (conv, norm))  # a hook sees them apart
         )
 
     try:
