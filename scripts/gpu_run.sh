@@ -3,7 +3,7 @@
 # then EfficientNet-Lite0's with the time left; both resumable (--resume), so a cut run can go on later.
 # Usage: scripts/gpu_run.sh ANNOTATIONS_JSON OUT_DIR TOTAL_SECONDS [SECONDS_KEPT_FOR_THE_SECOND_MODEL]
 # Runs from a source checkout without installing: PYTHONPATH=src (plus a folder with the weight packages).
-# A new OUT_DIR starts MobileNetV2 from the committed partial run (docs/results/mobilenet_v2-h100), so
+# A new OUT_DIR starts MobileNetV2 from the committed run (docs/results/mobilenet_v2), so
 # only the images it lacks are evaluated; the evaluator checks that settings and data match.
 set -uo pipefail
 DATA="$1"; OUT_DIR="$2"; TOTAL="${3:-560}"; SECOND="${4:-120}"
@@ -11,7 +11,7 @@ START=$(date +%s)
 left() { echo $(( TOTAL - ( $(date +%s) - START ) )); }
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT_DIR"
-SEED="$(dirname "$0")/../docs/results/mobilenet_v2-h100"
+SEED="$(dirname "$0")/../docs/results/mobilenet_v2"
 if [ ! -e "$OUT_DIR/eval-mobilenet_v2/per_image.csv" ] && [ -f "$SEED/per_image.csv" ]; then
     mkdir -p "$OUT_DIR/eval-mobilenet_v2"
     cp "$SEED"/{per_image,counterfactual,sanity,skipped}.csv "$SEED"/{settings,results}.json "$OUT_DIR/eval-mobilenet_v2/"
