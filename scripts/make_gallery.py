@@ -56,8 +56,13 @@ def main() -> None:
         "eyes and nose blurred",
         path=out / "counterfactual-chelsea.png",
     )
-    for name in ("method-comparison", "deletion-insertion", "channel-weights", "counterfactual"):
-        print(out / (f"{name}.png" if name == "method-comparison" else f"{name}-chelsea.png"))
+    for name in (
+        "method-comparison",
+        "deletion-insertion-chelsea",
+        "channel-weights-chelsea",
+        "counterfactual-chelsea",
+    ):
+        print(out / f"{name}.png")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class ScoreCAM(BaseCAM):
         buffer = torch.zeros((rows, *inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device)
         image_list = images.tolist()
         scorer = inference_copy(self.model) if self.eval_mode else self.model  # same function, faster
-        for start in range(0, total, self.batch_size):
+        for start in range(0, total, rows):
             index, chunk = images[start : start + rows], channels[start : start + rows]
             n = index.numel()
             masks = min_max_per_map(upsample(activations[index, chunk][None], size, "bilinear")[0])
