@@ -205,11 +205,13 @@ def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monk
     cut_args += ["--methods", "grad-cam,random", "--metrics", "drop-increase", "--limit", "3"]
     assert main(cut_args) == 130
     results = json.loads((cut / "results.json").read_text())
-    assert len(_rows(cut / "per_image.csv")) == 2 and results["n_images"] == 1
+    assert len(_rows(cut / "per_image.csv")) == 2 and results["n_images"] == 1 and results["n_requested"] == 3
+    assert "on 1 of 3 images (unfinished" in (cut / "results.md").read_text().splitlines()[0]
     assert {m["average_drop"]["n"] for m in results["methods"].values()} == {1}
     monkeypatch.setattr(runner, "_append_csv", original)
     assert main([*cut_args, "--resume"]) == 0
     assert json.loads((cut / "results.json").read_text())["methods"]["grad-cam"]["average_drop"]["n"] == 3
+    assert (cut / "results.md").read_text().splitlines()[0].endswith("on 3 images")
     # A CSV with an unreadable file: skipped, counted, exit status 1, the other image still done.
     listing = tmp_path / "list.csv"
     (tmp_path / "broken.jpg").write_text("not a picture")

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from micam import __version__, models
 from micam.capture.inference import inference_copy
+from micam.evaluation.compare import COMPARED_METRICS, paired_differences
 from micam.evaluation.datasets import Dataset, Sample, black_pixel, prepare, read_dataset, read_rgb
 from micam.evaluation.references import REFERENCES
 from micam.evaluation.tables import markdown_report
@@ -52,6 +53,7 @@ from micam.reports.progress import Progress, format_seconds
 
 METRIC_GROUPS = ("drop-increase", "classic", "deletion-insertion", "localization", "counterfactual", "sanity")
 ALL_METHODS = (*METHODS, *REFERENCES)
+PAIRED_FOCUS = "mi-cam"  # the method results.json compares image by image with every other one
 # Settings that may differ between a run and its resumption (they do not change any number).
 _RESUMABLE_KEYS = {"limit", "out", "resume", "device", "batch_size", "forward_batch_size", "score_cam_batch_size"}
 # The data is compared by content (data_fingerprint), not by the path it was given under.
@@ -611,12 +613,14 @@ def _write_results(run: _Run, n_done: int, skipped: dict[str, str], seconds: flo
     results = {
         "model": s.model,
         "n_images": n_done,
+        "n_requested": len(run.dataset.samples[: s.limit] if s.limit else run.dataset.samples),
         "settings": _resolved_settings(run),
         "methods": methods,
         "top1_accuracy": summarize(correct) if correct else None,
         "skipped": {"count": len(skipped), "images": skipped},
         "counterfactual": counterfactual,
         "sanity": sanity,
+        "paired": _paired(rows, s.methods),
         "mean_curves": {
             method: {kind: (total / run.curve_counts[method]).tolist() for kind, total in sums.items()}
             | {"n": run.curve_counts[method]}
@@ -628,6 +632,14 @@ def _write_results(run: _Run, n_done: int, skipped: dict[str, str], seconds: flo
     (run.out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=True))
     (run.out / "results.md").write_text(markdown_report(results))
     return results
+
+
+def _paired(rows: list[dict[str, str]], methods: Sequence[str]) -> dict[str, Any]:
+    """MI-CAM minus each other method, image by image (empty without MI-CAM or without rows)."""
+    metrics = [m for m in COMPARED_METRICS if rows and m in rows[0]]
+    if PAIRED_FOCUS not in methods or len(methods) < 2 or not metrics:
+        return {}
+    return {"focus": PAIRED_FOCUS, "differences": paired_differences(rows, PAIRED_FOCUS, metrics)}
 
 
 def _runs(run: _Run, n_done: int, seconds: float) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from micam.evaluation.compare import COMPARED_METRICS, verdict
 from micam.evaluation.references import REFERENCES
 
 _TABLES: list[tuple[str, list[tuple[str, str, bool, float]]]] = [
@@ -65,7 +66,7 @@ def markdown_report(results: dict[str, Any]) -> str:
     s = results["settings"]
     mi = s.get("mi_cam") or {}
     lines = [
-        f"# micam evaluate: {results['model']} on {results['n_images']} images",
+        f"# micam evaluate: {results['model']} on {_image_count(results)}",
         "",
         f"Data `{s['data']}` ({s['dataset_kind']}, geometry {s['geometry_used']}), weights {s['weights']}, "
         f"target layer `{s['target_layer']}`, device {s.get('device_name') or s['device']}, torch {s['torch']}. "
@@ -106,9 +107,19 @@ def markdown_report(results: dict[str, Any]) -> str:
                 cells.append(f"**{text}**" if name in best[key] and text != "—" else text)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _paired_table(results.get("paired") or {})
     lines += _counterfactual_table(results.get("counterfactual") or {})
     lines += _sanity_table(results.get("sanity") or {})
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _image_count(results: dict[str, Any]) -> str:
+    """ "N images", or "N of M images (unfinished)" while a run has images left to do."""
+    done, requested = results["n_images"], results.get("n_requested")
+    skipped = (results.get("skipped") or {}).get("count", 0)
+    if requested and done + skipped < requested:
+        return f"{done} of {requested} images (unfinished: resume it with --resume)"
+    return f"{done} images"
 
 
 def _best(methods: dict[str, dict[str, Any]], key: str, higher: bool) -> set[str]:
@@ -122,6 +133,39 @@ def _best(methods: dict[str, dict[str, Any]], key: str, higher: bool) -> set[str
         return set()
     top = max(scored.values()) if higher else min(scored.values())
     return {name for name, value in scored.items() if value == top}
+
+
+def _paired_table(paired: dict[str, Any]) -> list[str]:
+    """Focus method minus each other method, image by image, with the verdict of each difference."""
+    if not paired or not paired.get("differences"):
+        return []
+    focus, differences = paired["focus"], paired["differences"]
+    metrics = [m for m in COMPARED_METRICS if m in next(iter(differences.values()))]
+    titles = {key: title for _, columns in _TABLES for key, title, _, _ in columns}
+    lines = [
+        f"## {focus} minus each method, image by image",
+        "",
+        f"Mean of the per-image differences ({focus} − method) ± 95 % CI half-width, and what it means for"
+        f" {focus}: `better`/`worse` when the interval excludes 0, `≈` otherwise. Paired differences are far"
+        " tighter than the intervals of the tables above (an image hard for one method is hard for all).",
+        "",
+        "| method | " + " | ".join(titles.get(m, m) for m in metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
+    for other, by_metric in differences.items():
+        cells = []
+        for metric in metrics:
+            difference = by_metric[metric]
+            word = {"better": "better", "worse": "worse"}.get(verdict(difference, COMPARED_METRICS[metric]), "≈")
+            digits = _digits(metric)
+            if difference["n"] == 0:
+                cells.append("—")
+            elif difference["n"] == 1:
+                cells.append(f"{difference['mean']:+.{digits}f}")
+            else:
+                cells.append(f"{difference['mean']:+.{digits}f} ± {difference['half_width']:.{digits}f} {word}")
+        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _counterfactual_table(counterfactual: dict[str, Any]) -> list[str]:

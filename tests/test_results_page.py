@@ -1,0 +1,28 @@
+"""docs/results.md is exactly what scripts/results_page.py writes from the committed run folders."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("results_page", ROOT / "scripts" / "results_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_results_page_is_generated_from_the_committed_runs():
+    script = _script()
+    text = script.page()
+    assert (ROOT / "docs" / "results.md").read_text() == text, "run: python scripts/results_page.py page"
+    for folder in sorted((ROOT / "docs" / "results").iterdir()):
+        results = json.loads((folder / "results.json").read_text())
+        mi = results["methods"]["mi-cam"]
+        row = next(line for line in text.splitlines() if line.startswith(f"| {results['model']} ("))
+        assert f"{mi['average_drop']['mean']:.2f} (#" in row and f"{mi['deletion_auc']['mean']:.3f} (#" in row
+        # every per-image row is there: one per image and method
+        rows = (folder / "per_image.csv").read_text().strip().splitlines()[1:]
+        assert len(rows) == results["n_images"] * len(results["methods"])
