@@ -33,3 +33,13 @@ def test_benchmark_writes_json_and_markdown(tmp_path):
 def test_benchmark_rejects_unknown_methods(tmp_path, capsys):
     assert main(["benchmark", "--models", "mobilenet_v2", "--methods", "magic", "--out", str(tmp_path)]) == 2
     assert "unknown methods" in capsys.readouterr().err
+
+
+def test_reports_name_the_device_one_way():
+    import torch
+
+    from micam.reports.machine import device_name
+
+    name = device_name("cpu")
+    assert name.startswith("CPU ") and name.endswith(f", {torch.get_num_threads()} threads")
+    assert device_name(torch.device("cpu")) == name

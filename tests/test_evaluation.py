@@ -12,10 +12,12 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from conftest import SHARED_DATA, TinyCNN, needs_mobilenet_weights, needs_shared_data
+from micam import models
 from micam.cli.main import main
 from micam.evaluation import CentreGaussian, RandomMap, read_dataset, runner
-from micam.evaluation.datasets import Sample, black_pixel, prepare
-from micam.metrics import DeletionInsertion, DropIncrease, Localization, summarize
+from micam.evaluation.datasets import Sample, black_pixel, prepare, read_rgb
+from micam.methods.factory import make_method
+from micam.metrics import DeletionInsertion, DropIncrease, Localization, box_mask, counterfactual_weights, summarize
 from micam.models import LoadedModel
 from test_metrics import LEFT, ONES, LeftHalfMean
 
@@ -152,6 +154,24 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
+def _check_counterfactual_rows_against_the_metric(annotations, out):
+    """The runner's MI-CAM counterfactual rows (actual weights taken from the batch's own call) equal
+    counterfactual_weights computed from scratch on the first image with the same intervention."""
+    sample = read_dataset(annotations).samples[0]
+    loaded = models.load("mobilenet_v2")
+    image, boxes = prepare(read_rgb(sample.path), sample, loaded, "stretch")
+    cam = make_method("mi-cam", loaded.model, loaded.target_layer_name, pixel_mean=loaded.mean, pixel_std=loaded.std)
+    inside = box_mask(boxes, tuple(image.shape[-2:]))[None, None]
+    found = counterfactual_weights(cam, image[None], lambda x: torch.where(inside, black_pixel(loaded), x))
+    row = next(
+        r
+        for r in _rows(out / "counterfactual.csv")
+        if r["image"] == sample.key and r["method"] == "mi-cam" and r["intervention"] == "object"
+    )
+    assert float(row["relative_change"]) == pytest.approx(float(found["relative_change"][0]), rel=1e-4)
+    assert float(row["rank_correlation"]) == pytest.approx(float(found["rank_correlation"][0]), abs=1e-4)
+
+
 @needs_shared_data
 @needs_mobilenet_weights
 def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monkeypatch):
@@ -181,6 +201,7 @@ def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monk
     assert results["counterfactual"]["mi-cam"]["object"]["relative_change"]["n"] == 2
     # Grad-CAM's weights on MobileNetV2 are the class's head weights / 49 (GAP -> linear): no change.
     assert results["counterfactual"]["grad-cam"]["object"]["relative_change"]["mean"] == pytest.approx(0.0)
+    _check_counterfactual_rows_against_the_metric(annotations, out)
     stages = results["sanity"]["grad-cam"]
     assert stages[0]["layer"] == "original" and stages[0]["ssim"] == pytest.approx(1.0)
     assert stages[-1]["spearman"] < 0.9

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from micam.reports.machine import device_name
+
 MODELS = ("vgg16", "mobilenet_v2", "resnet50", "efficientnet_lite0")
 METHODS = (
     "forward",
@@ -264,7 +266,7 @@ def run_benchmark(
                 _log(f"[benchmark] {name} b={batch} {method}: {median * 1000:.1f} ms (median of {len(times)})")
     report = {
         "command": command,
-        "device": _device_name(device),
+        "device": device_name(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu_threads": torch.get_num_threads(),
@@ -343,12 +345,6 @@ def _authors_check(name: str, model: nn.Module, layer: nn.Module, raw: Tensor, t
     ours = cam.last_weights.double().cpu()
     relative = ((ours - theirs).abs() / theirs.abs().clamp(min=1e-12)).max().item()
     return {"model": name, "max_relative_difference": relative}
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def ratios(report: dict[str, Any]) -> list[dict[str, Any]]:

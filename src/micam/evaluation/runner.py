@@ -49,6 +49,7 @@ from micam.metrics import (
     summarize,
     weight_change,
 )
+from micam.reports.machine import device_name
 from micam.reports.progress import Progress, format_seconds
 
 METRIC_GROUPS = ("drop-increase", "classic", "deletion-insertion", "localization", "counterfactual", "sanity")
@@ -459,7 +460,10 @@ def _evaluate_batch(
         for i, row in enumerate(rows):
             per_method.append({**row, "method": name, "seconds": seconds, **{k: v[i] for k, v in values.items()}})
         if cf_index and isinstance(explainer, BaseCAM):
-            counterfactual_rows.extend(_counterfactual(run, explainer, name, images, targets, boxes, keys, cf_index))
+            actual = explainer.last_weights[cf_index]  # type: ignore[index]  # this batch's weights: not recomputed
+            counterfactual_rows.extend(
+                _counterfactual(run, explainer, name, images, targets, boxes, keys, cf_index, actual)
+            )
     return per_method, counterfactual_rows, curve_rows
 
 
@@ -512,13 +516,13 @@ def _counterfactual(
     boxes: list[list],
     keys: list[str],
     index: list[int],
+    actual: Tensor,
 ) -> list[dict[str, Any]]:
     """do(object pixels := black) and do(background pixels := black) on the boxed images; how the
-    method's channel weights move (a weight that reads the object should move more for the first)."""
+    method's channel weights (``actual``: those of the unchanged images) move; a weight that reads
+    the object should move more for the first."""
     chosen = images[index]
     chosen_targets = [targets[i] for i in index]
-    cam(chosen, targets=chosen_targets)
-    actual = cam.last_weights
     black = black_pixel(run.loaded).to(run.device)
     inside = torch.stack([box_mask(boxes[i], tuple(images.shape[-2:]), run.device) for i in index])[:, None]
     rows = []
@@ -646,18 +650,12 @@ def _runs(run: _Run, n_done: int, seconds: float) -> list[dict[str, Any]]:
     """One entry per session that added images (the first run and each resumption), so that a table
     finished on another device says which device produced which share of it."""
     current = {
-        "device_name": _device_name(run.device),
+        "device_name": device_name(run.device),
         "torch": torch.__version__,
         "images": n_done - run.earlier_images,
         "seconds": round(seconds, 2),
     }
     return run.earlier_runs + ([current] if current["images"] > 0 or not run.earlier_runs else [])
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def _resolved_settings(run: _Run) -> dict[str, Any]:
@@ -680,7 +678,7 @@ def _resolved_settings(run: _Run) -> dict[str, Any]:
             "micam_version": __version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
-            "device_name": _device_name(run.device),
+            "device_name": device_name(run.device),
         }
     )
     return settings
