@@ -19,7 +19,7 @@ from typing import Any
 
 from micam.evaluation.compare import COMPARED_METRICS, verdict
 from micam.evaluation.references import REFERENCES
-from micam.evaluation.tables import markdown_report
+from micam.evaluation.tables import best_methods, decimals, markdown_report
 from micam.plot import deletion_insertion_plot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,10 +95,10 @@ def _mean(results: dict[str, Any], method: str, metric: str) -> float:
 
 
 def _best(results: dict[str, Any], metric: str) -> tuple[list[str], float]:
-    higher = COMPARED_METRICS[metric]
-    means = {m: s[metric]["mean"] for m, s in _real(results).items() if s.get(metric, {}).get("n")}
-    top = max(means.values()) if higher else min(means.values())
-    return [m for m, v in means.items() if v == top], top
+    """The best real method(s) on a metric, in table order, and their mean."""
+    best = best_methods(results["methods"], metric, COMPARED_METRICS[metric])
+    names = [m for m in _real(results) if m in best]
+    return names, _mean(results, names[0], metric)
 
 
 def _rank(results: dict[str, Any], metric: str) -> int:
@@ -109,7 +109,7 @@ def _rank(results: dict[str, Any], metric: str) -> int:
 
 
 def _format(metric: str, value: float) -> str:
-    return f"{value:.3f}" if metric in ("deletion_auc", "insertion_auc", "pointing_game") else f"{value:.2f}"
+    return f"{value:.{decimals(metric)}f}"
 
 
 def _status(results: dict[str, Any]) -> str:
@@ -125,10 +125,11 @@ def _overview(runs: list[dict[str, Any]]) -> list[str]:
         "each baseline (image-by-image differences, 95 % CI; `+` MI-CAM better, `−` worse, `=` no significant",
         "difference), in the order Grad-CAM, Grad-CAM++, Score-CAM, XGrad-CAM, Eigen-CAM.",
         "",
-        "| model (images) | " + " | ".join(f"{NAMES[m]} {'↑' if up else '↓'}" for m, up in COMPARED_METRICS.items()),
+        "| model (images) | "
+        + " | ".join(f"{NAMES[m]} {'↑' if up else '↓'}" for m, up in COMPARED_METRICS.items())
+        + " |",
         "|---" * (len(COMPARED_METRICS) + 1) + "|",
     ]
-    lines[-2] += " |"
     for results in runs:
         differences = (results.get("paired") or {}).get("differences") or {}
         cells = []

@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from micam.metrics.trackers import summarize
+
 # metric -> higher is better; the metrics a paired comparison is made on
 COMPARED_METRICS: dict[str, bool] = {
     "average_drop": False,
@@ -65,14 +67,10 @@ def verdict(difference: Mapping[str, float | int], higher_is_better: bool) -> st
 
 
 def _mean_and_half_width(differences: Sequence[float]) -> dict[str, float | int]:
-    n = len(differences)
-    if n == 0:
-        return {"mean": math.nan, "half_width": math.nan, "n": 0}
-    mean = sum(differences) / n
-    if n == 1:
-        return {"mean": mean, "half_width": math.nan, "n": 1}
-    std = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
-    return {"mean": mean, "half_width": 1.96 * std / math.sqrt(n), "n": n}
+    summary = summarize(differences)
+    n = int(summary["n"])
+    half = 1.96 * summary["std"] / math.sqrt(n) if n > 1 else math.nan
+    return {"mean": summary["mean"], "half_width": half, "n": n}
 
 
 def _number(value: Any) -> float | None:

@@ -48,7 +48,8 @@ def _cell(summary: dict[str, Any] | None, scale: float, digits: int) -> str:
     return f"{summary['mean'] * scale:.{digits}f} ± {half * scale:.{digits}f}"
 
 
-def _digits(key: str) -> int:
+def decimals(key: str) -> int:
+    """Decimal places a metric is shown with in every table."""
     if key == "seconds_per_image":
         return 1
     return 3 if key in ("deletion_auc", "insertion_auc", "pointing_game", "pointing_game_strict") else 2
@@ -99,11 +100,11 @@ def markdown_report(results: dict[str, Any]) -> str:
             continue
         lines += [f"## {title}", "", "| method | " + " | ".join(c[1] for c in present) + " |"]
         lines.append("|---" * (len(present) + 1) + "|")
-        best = {key: _best(methods, key, higher) for key, _, higher, _ in present}
+        best = {key: best_methods(methods, key, higher) for key, _, higher, _ in present}
         for name, summary in methods.items():
             cells = []
             for key, _, _, scale in present:
-                text = _cell(summary.get(key), scale, _digits(key))
+                text = _cell(summary.get(key), scale, decimals(key))
                 cells.append(f"**{text}**" if name in best[key] and text != "—" else text)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -122,7 +123,7 @@ def _image_count(results: dict[str, Any]) -> str:
     return f"{done} images"
 
 
-def _best(methods: dict[str, dict[str, Any]], key: str, higher: bool) -> set[str]:
+def best_methods(methods: dict[str, dict[str, Any]], key: str, higher: bool) -> set[str]:
     """The real methods with the best mean (all of them when tied)."""
     scored = {
         name: summary[key]["mean"]
@@ -157,7 +158,7 @@ def _paired_table(paired: dict[str, Any]) -> list[str]:
         for metric in metrics:
             difference = by_metric[metric]
             word = {"better": "better", "worse": "worse"}.get(verdict(difference, COMPARED_METRICS[metric]), "≈")
-            digits = _digits(metric)
+            digits = decimals(metric)
             if difference["n"] == 0:
                 cells.append("—")
             elif difference["n"] == 1:
