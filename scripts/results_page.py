@@ -1,6 +1,7 @@
 """docs/results.md from the committed evaluation runs in docs/results/<model>/.
 
     python scripts/results_page.py collect OUT_DIR [--log FILE ...]   # a run's outputs -> docs/results/<model>/
+    python scripts/results_page.py collect OUT_DIR --sanity            # a larger sanity check -> .../<model>/sanity/
     python scripts/results_page.py page                                # rewrite docs/results.md
 
 ``collect`` copies what ``micam evaluate`` wrote (CSV, JSON, results.md; curves.csv gzipped) and draws
@@ -17,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from micam.evaluation import ALL_METHODS
 from micam.evaluation.compare import COMPARED_METRICS, verdict
 from micam.evaluation.references import REFERENCES
 from micam.evaluation.tables import best_methods, decimals, markdown_report
@@ -25,6 +27,7 @@ from micam.plot import deletion_insertion_plot
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "results"
 PAGE = ROOT / "docs" / "results.md"
+SANITY_SUPPLEMENT = "sanity"  # docs/results/<model>/sanity/: the sanity check on more images, made apart
 COPIED = ("per_image.csv", "counterfactual.csv", "sanity.csv", "skipped.csv", "settings.json", "results.json")
 ORDER = ("mobilenet_v2", "efficientnet_lite0", "mobilenet_v1")
 TITLES = {
@@ -53,9 +56,15 @@ NAMES = {
 FOCUS = "mi-cam"
 
 
-def collect(out: Path, logs: list[Path]) -> Path:
+def collect(out: Path, logs: list[Path], sanity_only: bool = False) -> Path:
     results = json.loads((out / "results.json").read_text())
     target = RUNS / results["model"]
+    if sanity_only:  # a larger sanity check made apart from the main run: only its sanity rows matter
+        target = target / SANITY_SUPPLEMENT
+        target.mkdir(parents=True, exist_ok=True)
+        for source in (out / "sanity.csv", out / "settings.json", out / "results.json", *logs):
+            shutil.copyfile(source, target / source.name)
+        return target
     target.mkdir(parents=True, exist_ok=True)
     for name in (*COPIED, "results.md"):
         shutil.copyfile(out / name, target / name)
@@ -210,6 +219,7 @@ def _section(results: dict[str, Any]) -> list[str]:
         + (" The per-method time table is left out: it mixes devices." if len(devices) > 1 else ""),
         "",
     ]
+    supplement = _supplement(model)
     sections = _sections_of(markdown_report(results))
     for title, body in sections.items():
         if title == "Time" and len(devices) > 1:
@@ -217,12 +227,14 @@ def _section(results: dict[str, Any]) -> list[str]:
         if title.startswith("Sanity"):
             body = body.replace("\n\n", f"\n\nOn the first {s['sanity_images']} image(s) of the data. ", 1)
         lines.append(body)
+        if title.startswith("Sanity") and supplement:
+            lines += _supplement_section(model, supplement)
         key = title.split(" —")[0]
         if key in PAPER:
             lines += [PAPER[key], ""]
         if key == "Table 2":
             lines += [f"![Mean deletion and insertion curves](results/{model}/deletion-insertion.png)", ""]
-    lines += ["### What these numbers say", "", *_findings(results), ""]
+    lines += ["### What these numbers say", "", *_findings(results, supplement), ""]
     if unfinished:
         lines += [
             "### Going on with this run",
@@ -244,7 +256,7 @@ def _section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _findings(results: dict[str, Any]) -> list[str]:
+def _findings(results: dict[str, Any], supplement: dict[str, Any] | None = None) -> list[str]:
     differences = (results.get("paired") or {}).get("differences") or {}
     baselines = [m for m in _real(results) if m != FOCUS]
     per_metric, wins, clear_wins = [], 0, 0
@@ -326,21 +338,60 @@ def _findings(results: dict[str, Any]) -> list[str]:
             f" {own['background']['relative_change']['mean']:.2f} (rank correlation"
             f" {own['background']['rank_correlation']['mean']:.2f}). Object / background for the others: {others}."
         )
-    sanity = results.get("sanity") or {}
-    if sanity:
-        last = {m: rows[-1]["spearman"] for m, rows in sanity.items() if rows}
-        kept = [m for m, v in last.items() if v > 0.5]
-        found.append(
-            "* **Sanity check:** after randomizing every block, the Spearman correlation with the original map is "
-            + ", ".join(f"{m} {v:.2f}" for m, v in last.items())
-            + (
-                f"; {_list(kept)} {'keeps' if len(kept) == 1 else 'keep'} more than 0.5 of it and would fail"
-                f" the check (on {results['settings']['sanity_images']} images)."
-                if kept
-                else "; every method loses most of its similarity, as it should."
-            )
-        )
+    if results.get("sanity"):
+        sentence = "* **Sanity check:** " + _sanity_sentence(results)
+        if supplement:
+            more = supplement["settings"]["sanity_images"]
+            sentence += f" On the first {more} images: " + _sanity_sentence(supplement)
+        found.append(sentence)
     return found
+
+
+def _sanity_sentence(results: dict[str, Any]) -> str:
+    """How much of each method's map survives randomizing every block (Spearman of the last stage)."""
+    last = {m: rows[-1]["spearman"] for m, rows in results["sanity"].items() if rows}
+    kept = [m for m, v in last.items() if v > 0.5]
+    n = results["settings"]["sanity_images"]
+    return (
+        "after randomizing every block, the Spearman correlation with the original map is "
+        + ", ".join(f"{m} {v:.2f}" for m, v in last.items())
+        + (
+            f"; {_list(kept)} {'keeps' if len(kept) == 1 else 'keep'} more than 0.5 of it and would fail the"
+            f" check (on {n} images)."
+            if kept
+            else f"; every method loses most of its similarity, as it should (on {n} images)."
+        )
+    )
+
+
+def _supplement(model: str) -> dict[str, Any] | None:
+    """The results of the model's separate, larger sanity check (collect --sanity), if committed."""
+    path = RUNS / model / SANITY_SUPPLEMENT / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _supplement_section(model: str, supplement: dict[str, Any]) -> list[str]:
+    s = supplement["settings"]
+    left_out = [m for m in ALL_METHODS if m not in s["methods"] and m not in REFERENCES]
+    table = _sections_of(markdown_report(supplement))
+    body = next(b for title, b in table.items() if title.startswith("Sanity"))
+    rows = [line for line in body.splitlines() if line.startswith("|")]
+    return [
+        f"The same check on the first {s['sanity_images']} images, made apart"
+        + (f" ({_list(left_out)} left out: its masked passes make it too slow on the CPU)" if left_out else "")
+        + f"; rows in `docs/results/{model}/{SANITY_SUPPLEMENT}/`:",
+        "",
+        *rows,
+        "",
+        "```bash",
+        *_environment(model),
+        f"micam evaluate --data ../shared/data/ilsvrc2012-val/annotations.json --model {model} \\",
+        f"    --methods {','.join(s['methods'])} --metrics sanity \\",
+        f"    --limit {s['sanity_images']} --sanity-images {s['sanity_images']} --out sanity-{model}",
+        f"python scripts/results_page.py collect sanity-{model} --sanity && python scripts/results_page.py page",
+        "```",
+        "",
+    ]
 
 
 def _close(a: float, b: float) -> bool:
@@ -362,10 +413,11 @@ def main() -> None:
     collect_parser = commands.add_parser("collect", help="copy a run's outputs into docs/results/<model>/")
     collect_parser.add_argument("out", type=Path)
     collect_parser.add_argument("--log", type=Path, action="append", default=[])
+    collect_parser.add_argument("--sanity", action="store_true", help="a separate, larger sanity-check run")
     commands.add_parser("page", help="rewrite docs/results.md from docs/results/*/")
     args = parser.parse_args()
     if args.command == "collect":
-        print(collect(args.out, args.log))
+        print(collect(args.out, args.log, sanity_only=args.sanity))
     else:
         PAGE.write_text(page())
         print(PAGE)

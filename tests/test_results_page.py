@@ -26,3 +26,14 @@ def test_committed_results_page_is_generated_from_the_committed_runs():
         # every per-image row is there: one per image and method
         rows = (folder / "per_image.csv").read_text().strip().splitlines()[1:]
         assert len(rows) == results["n_images"] * len(results["methods"])
+
+
+def test_separate_sanity_checks_are_quoted_on_the_page():
+    text = _script().page()
+    supplements = sorted((ROOT / "docs" / "results").glob("*/sanity/results.json"))
+    assert supplements, "the committed runs include at least one separate sanity check"
+    for path in supplements:
+        results = json.loads(path.read_text())
+        n, last = results["settings"]["sanity_images"], results["sanity"]["mi-cam"][-1]
+        assert f"On the first {n} images: after randomizing every block" in text
+        assert f"mi-cam {last['spearman']:.2f}" in text.split(f"On the first {n} images: ", 1)[1]
