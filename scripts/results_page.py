@@ -201,6 +201,7 @@ def _section(results: dict[str, Any]) -> list[str]:
         + f": {sessions}.{per_image} Top-1 accuracy of the model on these images:",
         f"{100 * results['top1_accuracy']['mean']:.1f} %. Skipped images: {results['skipped']['count']}.",
         "",
+        *_recheck(model),
         "```bash",
         *_environment(model),
         f"micam evaluate --data ../shared/data/ilsvrc2012-val/annotations.json --model {model} \\",
@@ -362,6 +363,34 @@ def _sanity_sentence(results: dict[str, Any]) -> str:
             else f"; every method loses most of its similarity, as it should (on {n} images)."
         )
     )
+
+
+def _recheck(model: str) -> list[str]:
+    """A paragraph on how far one image's numbers depend on the device (scripts/recheck.py's output)."""
+    path = RUNS / model / "recheck.json"
+    if not path.exists():
+        return []
+    check = json.loads(path.read_text())
+    made_on = sorted(set(check["committed_on"].values()))
+    shown = {**NAMES, "pointing_game": "pointing game (15 px)"}
+    differences = "; ".join(
+        f"{shown[metric]} {d['mean_abs_difference']:.2g} / {d['max_abs_difference']:.2g}"
+        + (f" ({d['method']})" if d.get("method") else "")
+        for metric, d in check["metrics"].items()
+        if metric in shown
+    )
+    return [
+        f"**Across devices:** {len(check['images'])} images whose rows were made on {' and '.join(made_on)} were"
+        f" made again on {check['recomputed_on']} (`{check['command']}`"
+        + (f" with {ENVIRONMENT[model].split('=')[0]} exported as below" if model in ENVIRONMENT else "")
+        + ", output in"
+        f" `docs/results/{model}/recheck.json`). The predicted classes were"
+        f" {'the same' if check['same_predictions'] else 'NOT the same'}; per-image differences, mean / largest"
+        f" over images and methods: {differences}. They are float-arithmetic differences (GPU sessions ran with"
+        " PyTorch's defaults, under which cuDNN may compute convolutions in TF32): a map value near the AD/AI"
+        " threshold or a near-tie in the deletion order is enough to move one image's number.",
+        "",
+    ]
 
 
 def _supplement(model: str) -> dict[str, Any] | None:

@@ -37,3 +37,12 @@ def test_separate_sanity_checks_are_quoted_on_the_page():
         n, last = results["settings"]["sanity_images"], results["sanity"]["mi-cam"][-1]
         assert f"On the first {n} images: after randomizing every block" in text
         assert f"mi-cam {last['spearman']:.2f}" in text.split(f"On the first {n} images: ", 1)[1]
+
+
+def test_device_rechecks_are_quoted_with_their_command():
+    text = _script().page()
+    for path in sorted((ROOT / "docs" / "results").glob("*/recheck.json")):
+        check = json.loads(path.read_text())
+        paragraph = next(line for line in text.splitlines() if check["command"] in line)
+        assert paragraph.startswith("**Across devices:**")
+        assert ("the same" if check["same_predictions"] else "NOT the same") in paragraph

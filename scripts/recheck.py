@@ -1,0 +1,128 @@
+"""Re-evaluate a few images of a committed run on this machine and compare them with its rows.
+
+    python scripts/recheck.py docs/results/efficientnet_lite0 \\
+        --data ../shared/data/ilsvrc2012-val/annotations.json --images 129-132 [--device cpu]
+
+A run resumed across devices (an H100 here, the CPU there) mixes their arithmetic: cuDNN may run
+convolutions in TF32 (PyTorch's default), the CPU in full float32. This runs ``micam evaluate`` with the
+run's own settings on the chosen images (1-based positions in the data), writes RUN/recheck.json and
+prints, per metric, the largest difference to the committed rows and where it is: how far one image's
+numbers depend on the device that made them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from micam.evaluation import EvaluationSettings, evaluate
+from micam.reports.machine import device_name
+
+NOT_METRICS = {"image", "label", "predicted", "target", "correct", "method", "seconds"}
+
+
+def positions(text: str) -> list[int]:
+    """'129-132' or '5,9' -> 0-based positions."""
+    chosen: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        chosen += range(int(first) - 1, int(last or first))
+    if not chosen or min(chosen) < 0:
+        raise ValueError(f"--images {text!r}: give 1-based positions such as 129-132 or 5,9")
+    return chosen
+
+
+def subset(annotations: Path, chosen: list[int], folder: Path) -> Path:
+    """The chosen entries in a JSON of their own; the image folders are linked so that every image
+    keeps its key (its path relative to the JSON), which names its rows and seeds its random map."""
+    entries = json.loads(annotations.read_text())
+    picked = [entries[i] for i in chosen]
+    for top in {Path(e["image"]).parts[0] for e in picked}:
+        (folder / top).symlink_to((annotations.parent / top).resolve())
+    path = folder / "annotations.json"
+    path.write_text(json.dumps(picked))
+    return path
+
+
+def read_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with path.open(newline="") as handle:
+        return {(r["image"], r["method"]): r for r in csv.DictReader(handle)}
+
+
+def session_of(run: Path, results: dict[str, Any]) -> dict[str, str]:
+    """Image key -> device of the session that made its committed rows (rows are written in order)."""
+    images = list(dict.fromkeys(key for key, _ in read_rows(run / "per_image.csv")))
+    devices = [run_["device_name"] for run_ in results.get("runs", []) for _ in range(run_["images"])]
+    return dict(zip(images, devices, strict=False))
+
+
+def compare(committed: dict, again: dict) -> dict[str, dict[str, Any]]:
+    """Per metric: the mean and the largest |again - committed| over the rows of both, and the method and
+    image of the largest (none when every row agrees exactly)."""
+    differences: dict[str, list[tuple[float, str, str]]] = {}
+    for key, row in again.items():
+        for metric, value in row.items():
+            if metric in NOT_METRICS or value == "" or committed[key][metric] == "":
+                continue
+            difference = abs(float(value) - float(committed[key][metric]))
+            differences.setdefault(metric, []).append((difference, key[1], key[0]))
+    summary: dict[str, dict[str, Any]] = {}
+    for metric, found in differences.items():
+        largest, method, image = max(found)
+        summary[metric] = {"mean_abs_difference": sum(d for d, _, _ in found) / len(found)}
+        summary[metric] |= {"max_abs_difference": largest}
+        if largest > 0:
+            summary[metric] |= {"method": method, "image": image}
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a committed run folder, e.g. docs/results/efficientnet_lite0")
+    parser.add_argument("--data", type=Path, required=True, help="the run's annotations JSON")
+    parser.add_argument("--images", default="1-4", help="1-based positions in the data (default: 1-4)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    saved = json.loads((args.run / "settings.json").read_text())
+    results = json.loads((args.run / "results.json").read_text())
+    chosen = positions(args.images)
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        values = {f.name: saved[f.name] for f in fields(EvaluationSettings) if f.name in saved}
+        values |= {
+            "data": str(subset(args.data, chosen, folder)),
+            "out": str(folder / "out"),
+            "device": args.device,
+            "resume": False,
+            "limit": None,
+            "batch_size": len(chosen),
+            "metrics": [m for m in saved["metrics"] if m not in ("counterfactual", "sanity")],
+        }
+        evaluate(EvaluationSettings(**values))
+        again = read_rows(folder / "out" / "per_image.csv")
+    committed = read_rows(args.run / "per_image.csv")
+    missing = sorted({image for image, _ in again} - {image for image, _ in committed})
+    if missing:
+        raise SystemExit(f"{args.run} has no rows for {missing}")
+    made_on = session_of(args.run, results)
+    images = sorted({image for image, _ in again})
+    report = {
+        "images": images,
+        "committed_on": {image: made_on.get(image, "unknown") for image in images},
+        "recomputed_on": device_name(args.device),
+        "same_predictions": all(again[k]["predicted"] == committed[k]["predicted"] for k in again),
+        "metrics": compare(committed, again),
+        "command": f"python scripts/recheck.py {args.run} --data {args.data} --images {args.images}"
+        f" --device {args.device}",
+    }
+    (args.run / "recheck.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
