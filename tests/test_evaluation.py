@@ -301,6 +301,7 @@ def test_resume_keeps_the_device_dependent_defaults_of_the_run_it_continues(tmp_
     assert len(_rows(out / "counterfactual.csv")) == 3 * 2  # one row per image and intervention
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["images"] for r in runs] == [2, 1] and runs[0]["device_name"].startswith("CPU")
+    assert [r["cudnn_tf32"] for r in runs] == [None, None]  # a CPU session has no cuDNN arithmetic to record
     from micam.evaluation.tables import _sessions
 
     assert _sessions(runs) == ""  # one device: nothing to say

@@ -654,6 +654,8 @@ def _runs(run: _Run, n_done: int, seconds: float) -> list[dict[str, Any]]:
         "torch": torch.__version__,
         "images": n_done - run.earlier_images,
         "seconds": round(seconds, 2),
+        # cuDNN may run float32 convolutions in TF32 (PyTorch's default): one image's numbers can move slightly
+        "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32) if run.device.type == "cuda" else None,
     }
     return run.earlier_runs + ([current] if current["images"] > 0 or not run.earlier_runs else [])
 
