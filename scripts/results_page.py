@@ -155,7 +155,32 @@ def _overview(runs: list[dict[str, Any]]) -> list[str]:
             )
             cells.append(f"{_format(metric, _mean(results, FOCUS, metric))} (#{_rank(results, metric)}, {marks})")
         lines.append(f"| {results['model']} ({results['n_images']:,}) | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return [*lines, "", *_across(runs)]
+
+
+def _across(runs: list[dict[str, Any]]) -> list[str]:
+    """One paragraph over every model: MI-CAM's ranks and how its paired comparisons came out."""
+    ranks = [_rank(results, metric) for results in runs for metric in COMPARED_METRICS]
+    tally: dict[str, dict[str, int]] = {}
+    for results in runs:
+        differences = (results.get("paired") or {}).get("differences") or {}
+        for method in (m for m in _real(results) if m != FOCUS and m in differences):
+            for metric, higher in COMPARED_METRICS.items():
+                outcome = verdict(differences[method][metric], higher)
+                counts = tally.setdefault(method, {"better": 0, "worse": 0, "level": 0})
+                counts[outcome if outcome in ("better", "worse") else "level"] += 1
+    if not ranks or not tally:
+        return []
+    best = sum(rank == 1 for rank in ranks)
+    per_method = "; ".join(
+        f"{method} {c['better']} better / {c['worse']} worse / {c['level']} level" for method, c in tally.items()
+    )
+    return [
+        f"Across the {len(runs)} models and {len(COMPARED_METRICS)} metrics, MI-CAM ranks #{min(ranks)} to"
+        f" #{max(ranks)} of six and is the best method in {best} of {len(ranks)} cases. Its paired verdicts"
+        f" (MI-CAM better / worse / level, counted over models and metrics): {per_method}.",
+        "",
+    ]
 
 
 def _sections_of(report: str) -> dict[str, str]:
