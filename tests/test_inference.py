@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from micam.capture.inference import foldable_pairs, inference_copy, preferred_layout
+from micam.capture.inference import foldable_pairs, in_place_activations, inference_copy, preferred_layout
 from micam.metrics import class_scores
 
 
@@ -45,8 +45,10 @@ def test_inference_copy_folds_every_conv_bn_pair_and_computes_the_same_function(
     assert inference_copy(folded) is folded  # nothing left to fold: no second copy
 
 
-def test_models_without_batch_norm_run_as_they_are_and_scores_match():
-    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+def test_models_with_nothing_to_change_run_as_they_are_and_scores_match():
+    plain = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)
+    )
     assert inference_copy(plain) is plain
     model = _bn_model().eval()
     x = torch.randn(6, 3, 10, 10)
@@ -114,3 +116,67 @@ def test_pairs_with_forward_hooks_are_left_alone():
         assert foldable_pairs(model) == [] and inference_copy(model) is model
     finally:
         handle.remove()
+
+
+class _SharedActivation(nn.Module):
+    """One ReLU6 module called twice (as EfficientNet blocks do): after a conv, and after a sum whose
+    input a residual still needs; a second ReLU6 reads a batch norm's output alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv, self.norm, self.head = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1)
+        self.shared, self.alone = nn.ReLU6(), nn.ReLU6()
+        self.norm.running_mean.uniform_(-1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.alone(self.norm(self.conv(x)))
+        b = self.head(a)
+        return self.shared(b) + self.shared(b * 3 + a) + b  # b is read again: not in place
+
+
+def test_activations_run_in_place_only_where_nothing_else_reads_their_input():
+    model = _SharedActivation().eval()
+    assert in_place_activations(model) == ["alone"]  # "shared" reads b, which the sum reads too
+    copy = inference_copy(model)
+    assert copy.alone.inplace and not copy.shared.inplace and not model.alone.inplace  # original untouched
+    x = torch.randn(2, 3, 6, 6) * 4
+    with torch.no_grad():
+        torch.testing.assert_close(copy(x), model(x), rtol=1e-5, atol=1e-5)
+    hooked = _SharedActivation().eval()
+    handle = hooked.norm.register_forward_hook(lambda module, args, output: None)  # a hook may keep the output
+    try:
+        assert in_place_activations(hooked) == []
+    finally:
+        handle.remove()
+
+
+class _SamePadConv(nn.Conv2d):
+    """A TF-"SAME" convolution as the EfficientNet-PyTorch family writes it: a ZeroPad2d module first."""
+
+    def __init__(self, channels: int, kernel: int, pads: tuple[int, int, int, int], honours_padding: bool = True):
+        super().__init__(channels, channels, kernel, groups=channels)
+        self.static_padding, self.honours_padding = nn.ZeroPad2d(pads), honours_padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding = self.padding if self.honours_padding else 0
+        return nn.functional.conv2d(
+            self.static_padding(x), self.weight, self.bias, self.stride, padding, 1, self.groups
+        )
+
+
+def test_symmetric_static_padding_moves_into_the_convolution_and_nothing_else_does():
+    torch.manual_seed(6)
+    model = nn.Sequential(
+        _SamePadConv(3, 3, (1, 1, 1, 1)),  # symmetric: padded inside the convolution
+        _SamePadConv(3, 5, (2, 2, 1, 1)),  # symmetric per side pair: rows 1, columns 2
+        _SamePadConv(3, 3, (0, 1, 0, 1)),  # asymmetric (stride-2 "SAME"): kept
+        _SamePadConv(3, 3, (1, 1, 1, 1), honours_padding=False),  # forward ignores padding: change undone
+    ).eval()
+    copy = inference_copy(model)
+    assert [isinstance(m.static_padding, nn.ZeroPad2d) for m in copy] == [False, False, True, True]
+    assert [tuple(m.padding) for m in copy] == [(1, 1), (1, 2), (0, 0), (0, 0)]
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(copy(x), model(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(copy(preferred_layout(x)), model(x), rtol=1e-5, atol=1e-5)

@@ -83,3 +83,17 @@ def test_mobilenet_v2_checkpoint_is_placed_in_an_empty_hub_cache(monkeypatch, tm
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     models.load("mobilenet_v2")
     assert (tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").is_file()
+
+
+def test_mobilenet_v1_same_padding_matches_explicit_tensorflow_padding():
+    from torch.nn import functional as F
+
+    from micam.models.mobilenet_v1 import SamePaddingConv2d
+
+    torch.manual_seed(7)
+    for stride, size, pads in ((1, 9, (1, 1, 1, 1)), (2, 8, (0, 1, 0, 1)), (2, 9, (1, 1, 1, 1))):
+        conv = SamePaddingConv2d(3, 4, 3, stride=stride)
+        x = torch.randn(2, 3, size, size)
+        expected = F.conv2d(F.pad(x, pads), conv.weight, conv.bias, stride)  # TF "SAME": extra row/col at the end
+        with torch.no_grad():
+            torch.testing.assert_close(conv(x), expected)

@@ -24,6 +24,8 @@ class SamePaddingConv2d(nn.Conv2d):
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
             pads.append((total // 2, total - total // 2))
         (top, bottom), (left, right) = pads
+        if top == bottom and left == right:  # the convolution pads by itself: no padded copy of x
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
         return F.conv2d(
             F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride, 0, self.dilation, self.groups
         )
