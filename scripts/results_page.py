@@ -22,7 +22,7 @@ from micam.evaluation import ALL_METHODS
 from micam.evaluation.compare import COMPARED_METRICS, verdict
 from micam.evaluation.references import REFERENCES
 from micam.evaluation.tables import best_methods, decimals, markdown_report
-from micam.plot import deletion_insertion_plot
+from micam.plot import deletion_insertion_plot, paired_differences_plot
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "results"
@@ -54,6 +54,7 @@ NAMES = {
     "ebpg": "EBPG",
 }
 FOCUS = "mi-cam"
+FIGURE = "results/paired-differences.png"  # relative to docs/, where the page is
 
 
 def collect(out: Path, logs: list[Path], sanity_only: bool = False) -> Path:
@@ -155,7 +156,28 @@ def _overview(runs: list[dict[str, Any]]) -> list[str]:
             )
             cells.append(f"{_format(metric, _mean(results, FOCUS, metric))} (#{_rank(results, metric)}, {marks})")
         lines.append(f"| {results['model']} ({results['n_images']:,}) | " + " | ".join(cells) + " |")
-    return [*lines, "", *_across(runs)]
+    return [
+        *lines,
+        "",
+        *_across(runs),
+        f"![MI-CAM minus each baseline, per metric and model]({FIGURE})",
+        "",
+        "Each point: MI-CAM minus one baseline on one model, mean over images ± 95 % CI, signed so that right of",
+        "the line means MI-CAM is better (AD and deletion, where lower is better, are flipped).",
+        "",
+    ]
+
+
+def draw_paired_figure(runs: list[dict[str, Any]]) -> Path:
+    """docs/results/paired-differences.png: the overview's paired verdicts with their intervals."""
+    differences = {
+        r["model"]: {m: d for m, d in r["paired"]["differences"].items() if m not in REFERENCES}
+        for r in runs
+        if r.get("paired")
+    }
+    path = PAGE.parent / FIGURE
+    paired_differences_plot(differences, COMPARED_METRICS, NAMES, focus=FOCUS, path=path)
+    return path
 
 
 def _across(runs: list[dict[str, Any]]) -> list[str]:
@@ -474,6 +496,7 @@ def main() -> None:
         print(collect(args.out, args.log, sanity_only=args.sanity))
     else:
         PAGE.write_text(page())
+        draw_paired_figure([json.loads((RUNS / m / "results.json").read_text()) for m in _models()])
         print(PAGE)
 
 

@@ -67,3 +67,24 @@ def test_every_figure_is_a_non_empty_png_of_the_right_size(explained, tmp_path):
 def test_comparison_grid_needs_images():
     with pytest.raises(ValueError, match="at least one image"):
         plot.comparison_grid([], {})
+
+
+def test_paired_differences_plot_signs_each_metric_so_that_right_is_better(tmp_path):
+    differences = {
+        "model-a": {
+            "grad-cam": {
+                "insertion_auc": {"mean": 0.02, "half_width": 0.01, "n": 9},
+                "deletion_auc": {"mean": 0.03, "half_width": 0.01, "n": 9},
+            }
+        },
+        "model-b": {"grad-cam": {"insertion_auc": {"mean": -0.05, "half_width": 0.02, "n": 9}}},
+    }
+    directions = {"insertion_auc": True, "deletion_auc": False}
+    figure = plot.paired_differences_plot(differences, directions, path=tmp_path / "paired.png")
+    assert (tmp_path / "paired.png").stat().st_size > 0
+    insertion, deletion = figure.axes[:2]
+    points = [float(bars.lines[0].get_xdata()[0]) for bars in insertion.containers]  # each errorbar's marker
+    assert sorted(points) == [-0.05, 0.02]  # higher is better: as it is
+    points = [float(bars.lines[0].get_xdata()[0]) for bars in deletion.containers]
+    assert points == [-0.03]  # lower is better: MI-CAM's higher deletion AUC plots left of zero
+    assert [label.get_text() for label in insertion.get_yticklabels()] == ["grad-cam"]

@@ -10,7 +10,9 @@ results alike:
 * ``counterfactual_weights_plot`` — actual vs counterfactual channel weights (Fig. 7 / 10);
 * ``sanity_strip`` — the map after each cascading-randomization stage (Fig. 8);
 * ``channel_weights_plot`` — each method's weight per channel, in channel order or sorted (Fig. 9);
-* ``deletion_insertion_plot`` — mean deletion / insertion curves per method, AUC in the legend.
+* ``deletion_insertion_plot`` — mean deletion / insertion curves per method, AUC in the legend;
+* ``paired_differences_plot`` — one method against each baseline, image-by-image differences with their
+  95 % CI, per metric and model, signed so that right = the method is better.
 """
 
 from __future__ import annotations
@@ -186,11 +188,61 @@ def deletion_insertion_plot(
     return _finish(figure, path)
 
 
+def paired_differences_plot(
+    differences: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]],
+    higher_is_better: Mapping[str, bool],
+    names: Mapping[str, str] | None = None,
+    focus: str = "mi-cam",
+    path: str | Path | None = None,
+) -> Figure:
+    """``differences[model][baseline][metric] = {"mean", "half_width"}`` of (focus - baseline) per image:
+    one panel per metric of ``higher_is_better``, a row per baseline, a marker and 95 % CI per model.
+    Values are signed so that right of the zero line means ``focus`` is better on that metric."""
+    metrics = list(higher_is_better)
+    columns = min(3, len(metrics))
+    rows = -(-len(metrics) // columns)
+    figure, axes = _subplots(rows, columns, figsize=(4.2 * columns, 0.5 + 2.6 * rows), dpi=100, squeeze=False)
+    models = list(differences)
+    baselines = list(dict.fromkeys(b for model in models for b in differences[model]))
+    step = 0.7 / max(len(models), 1)
+    for index, metric in enumerate(metrics):
+        axis = axes[index // columns][index % columns]
+        sign = 1.0 if higher_is_better[metric] else -1.0
+        for m, model in enumerate(models):
+            for row, baseline in enumerate(baselines):
+                cell = differences[model].get(baseline, {}).get(metric)
+                if cell is None:
+                    continue
+                y = row + (m - (len(models) - 1) / 2) * step
+                axis.errorbar(
+                    sign * cell["mean"],
+                    y,
+                    xerr=cell["half_width"],
+                    fmt="o",
+                    markersize=3.5,
+                    color=f"C{m}",
+                    capsize=2,
+                    linewidth=1,
+                    label=model if row == 0 else None,
+                )
+        axis.axvline(0.0, color="0.4", linewidth=0.8)
+        axis.set_yticks(range(len(baselines)), baselines, fontsize=8)
+        axis.invert_yaxis()
+        axis.set_title((names or {}).get(metric, metric), fontsize=10)
+        axis.set_xlabel(f"{focus} better →", fontsize=8)
+        axis.tick_params(axis="x", labelsize=7)
+    for index in range(len(metrics), rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    axes[0][0].legend(fontsize=7, loc="best")
+    return _finish(figure, path)
+
+
 __all__ = [
     "channel_weights_plot",
     "comparison_grid",
     "counterfactual_weights_plot",
     "deletion_insertion_plot",
     "localization_view",
+    "paired_differences_plot",
     "sanity_strip",
 ]
