@@ -149,6 +149,13 @@ def test_activations_run_in_place_only_where_nothing_else_reads_their_input():
         assert in_place_activations(hooked) == []
     finally:
         handle.remove()
+    block = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), nn.ReLU6()).eval()
+    assert in_place_activations(block) == ["1"]
+    handle = block[0].register_forward_hook(lambda module, args, output: None)  # its output is the BN's
+    try:
+        assert in_place_activations(block) == []
+    finally:
+        handle.remove()
 
 
 class _SamePadConv(nn.Conv2d):

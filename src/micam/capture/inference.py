@@ -122,11 +122,18 @@ def in_place_activations(model: nn.Module, graph: torch.fx.Graph | None = None) 
         fresh = (
             isinstance(producer, _FRESH_OUTPUTS)
             and len(source.users) == 1  # type: ignore[union-attr]
-            and not _hooked(producer)
-            and not _hooked(module)
+            and not _hooked_here_or_above(modules, str(source.target))  # a hook may keep the tensor
+            and not _hooked_here_or_above(modules, str(node.target))
         )
         safe[str(node.target)] = safe.get(str(node.target), True) and fresh
     return [name for name, ok in safe.items() if ok]
+
+
+def _hooked_here_or_above(modules: dict[str, nn.Module], name: str) -> bool:
+    """Whether the module or a container holding it carries a hook (a container's output may be its
+    last child's output, so its hook can keep that tensor too)."""
+    parts = name.split(".")
+    return any(_hooked(modules[".".join(parts[:i])]) for i in range(len(parts) + 1) if ".".join(parts[:i]) in modules)
 
 
 def _symmetric_static_padding(module: nn.Module) -> tuple[int, int] | None:
