@@ -54,9 +54,9 @@ def read_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
         return {(r["image"], r["method"]): r for r in csv.DictReader(handle)}
 
 
-def session_of(run: Path, results: dict[str, Any]) -> dict[str, str]:
+def session_of(committed: dict[tuple[str, str], dict[str, str]], results: dict[str, Any]) -> dict[str, str]:
     """Image key -> device of the session that made its committed rows (rows are written in order)."""
-    images = list(dict.fromkeys(key for key, _ in read_rows(run / "per_image.csv")))
+    images = list(dict.fromkeys(image for image, _ in committed))
     devices = [run_["device_name"] for run_ in results.get("runs", []) for _ in range(run_["images"])]
     return dict(zip(images, devices, strict=False))
 
@@ -109,7 +109,7 @@ def main() -> None:
     missing = sorted({image for image, _ in again} - {image for image, _ in committed})
     if missing:
         raise SystemExit(f"{args.run} has no rows for {missing}")
-    made_on = session_of(args.run, results)
+    made_on = session_of(committed, results)
     images = sorted({image for image, _ in again})
     report = {
         "images": images,

@@ -123,6 +123,14 @@ def _rank(results: dict[str, Any], metric: str) -> int:
     return 1 + sum((v > own) if higher else (v < own) for v in others)
 
 
+def _verdicts(results: dict[str, Any], metric: str) -> dict[str, str]:
+    """Baseline -> paired verdict for MI-CAM on one metric, in table order ("better", "worse", or
+    "no significant difference")."""
+    differences = (results.get("paired") or {}).get("differences") or {}
+    higher = COMPARED_METRICS[metric]
+    return {m: verdict(differences[m][metric], higher) for m in _real(results) if m != FOCUS and m in differences}
+
+
 def _format(metric: str, value: float) -> str:
     return f"{value:.{decimals(metric)}f}"
 
@@ -146,14 +154,9 @@ def _overview(runs: list[dict[str, Any]]) -> list[str]:
         "|---" * (len(COMPARED_METRICS) + 1) + "|",
     ]
     for results in runs:
-        differences = (results.get("paired") or {}).get("differences") or {}
         cells = []
-        for metric, higher in COMPARED_METRICS.items():
-            marks = "".join(
-                {"better": "+", "worse": "−"}.get(verdict(differences[m][metric], higher), "=")
-                for m in _real(results)
-                if m != FOCUS and m in differences
-            )
+        for metric in COMPARED_METRICS:
+            marks = "".join({"better": "+", "worse": "−"}.get(v, "=") for v in _verdicts(results, metric).values())
             cells.append(f"{_format(metric, _mean(results, FOCUS, metric))} (#{_rank(results, metric)}, {marks})")
         lines.append(f"| {results['model']} ({results['n_images']:,}) | " + " | ".join(cells) + " |")
     return [
@@ -185,10 +188,8 @@ def _across(runs: list[dict[str, Any]]) -> list[str]:
     ranks = [_rank(results, metric) for results in runs for metric in COMPARED_METRICS]
     tally: dict[str, dict[str, int]] = {}
     for results in runs:
-        differences = (results.get("paired") or {}).get("differences") or {}
-        for method in (m for m in _real(results) if m != FOCUS and m in differences):
-            for metric, higher in COMPARED_METRICS.items():
-                outcome = verdict(differences[method][metric], higher)
+        for metric in COMPARED_METRICS:
+            for method, outcome in _verdicts(results, metric).items():
                 counts = tally.setdefault(method, {"better": 0, "worse": 0, "level": 0})
                 counts[outcome if outcome in ("better", "worse") else "level"] += 1
     if not ranks or not tally:
@@ -305,13 +306,11 @@ def _section(results: dict[str, Any]) -> list[str]:
 
 
 def _findings(results: dict[str, Any], supplement: dict[str, Any] | None = None) -> list[str]:
-    differences = (results.get("paired") or {}).get("differences") or {}
-    baselines = [m for m in _real(results) if m != FOCUS]
     per_metric, wins, clear_wins = [], 0, 0
-    for metric, higher in COMPARED_METRICS.items():
+    for metric in COMPARED_METRICS:
         best, top = _best(results, metric)
         wins += FOCUS in best
-        verdicts = {m: verdict(differences[m][metric], higher) for m in baselines if m in differences}
+        verdicts = _verdicts(results, metric)
         labels = {"better": "better than", "worse": "worse than"}
         groups: dict[str, list[str]] = {"better than": [], "worse than": [], "level with": []}
         for name, said in verdicts.items():

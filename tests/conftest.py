@@ -16,6 +16,14 @@ EXAMPLES = REPO / "examples"
 SHARED_DATA = Path(os.environ.get("MICAM_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def load_script(name: str):  # type: ignore[no-untyped-def]
+    """A module of scripts/ (not a package) imported by file, for testing its functions."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
 class LinearHead(nn.Module):
     """conv (the target layer) -> global average pool -> linear: gradients are known in closed form."""
 

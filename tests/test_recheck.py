@@ -1,19 +1,14 @@
 """scripts/recheck.py: the image positions it reads, the subset it writes and the differences it reports."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("recheck", ROOT / "scripts" / "recheck.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("recheck")
 
 
 def test_positions_are_one_based_ranges_and_lists():

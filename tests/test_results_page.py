@@ -1,17 +1,15 @@
 """docs/results.md is exactly what scripts/results_page.py writes from the committed run folders."""
 
-import importlib.util
 import json
 from pathlib import Path
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("results_page", ROOT / "scripts" / "results_page.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("results_page")
 
 
 def test_committed_results_page_is_generated_from_the_committed_runs():

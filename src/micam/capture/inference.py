@@ -107,7 +107,7 @@ def _single_input(node: torch.fx.Node) -> torch.fx.Node | None:
 def in_place_activations(model: nn.Module, graph: torch.fx.Graph | None = None) -> list[str]:
     """Names of the activation modules with ``inplace=False`` whose every call reads a tensor that a
     Conv2d, BatchNorm2d or Linear has just made and nothing else reads: in place, they write no new
-    tensor and no other consumer can tell. None where the model cannot be traced."""
+    tensor and no other consumer can tell. Empty where the model cannot be traced."""
     graph = graph if graph is not None else _traced(model)
     if graph is None:
         return []
@@ -133,7 +133,8 @@ def _hooked_here_or_above(modules: dict[str, nn.Module], name: str) -> bool:
     """Whether the module or a container holding it carries a hook (a container's output may be its
     last child's output, so its hook can keep that tensor too)."""
     parts = name.split(".")
-    return any(_hooked(modules[".".join(parts[:i])]) for i in range(len(parts) + 1) if ".".join(parts[:i]) in modules)
+    prefixes = (".".join(parts[:i]) for i in range(len(parts) + 1))  # "" is the model itself
+    return any(_hooked(modules[prefix]) for prefix in prefixes if prefix in modules)
 
 
 def _symmetric_static_padding(module: nn.Module) -> tuple[int, int] | None:
