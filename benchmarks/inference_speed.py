@@ -12,7 +12,7 @@ Times, on the model with random inputs (ImageNet weights when installed, else ra
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
 import json
 import statistics
 import sys
@@ -31,7 +31,6 @@ if __name__ == "__main__":
 from micam import models
 from micam.capture import inference
 from micam.methods import ScoreCAM
-from micam.methods import score_cam as score_cam_module
 from micam.metrics import deletion_insertion
 
 
@@ -50,16 +49,10 @@ def timed(work: Callable[[], object], repeats: int, device: str) -> float:
     return statistics.median(times)
 
 
-def speed_ups(enabled: bool) -> None:
-    """Switch micam's inference copy and layout on or off where the forward-heavy code looks them up."""
-    copy = inference.inference_copy if enabled else (lambda model: model)
-    layout = inference.preferred_layout if enabled else (lambda images: images)
-    names = ("micam.metrics.scores", "micam.metrics.deletion_insertion")
-    for module in (score_cam_module, *(importlib.import_module(name) for name in names)):
-        if hasattr(module, "inference_copy"):
-            module.inference_copy = copy  # type: ignore[attr-defined]
-        if hasattr(module, "preferred_layout"):
-            module.preferred_layout = layout  # type: ignore[attr-defined]
+def speed_ups(enabled: bool) -> contextlib.AbstractContextManager[None]:
+    """micam's inference copy and layout on (as micam runs) or off (the model as it is), switched
+    through the owner of the copy, ``micam.capture.inference``."""
+    return contextlib.nullcontext() if enabled else inference.plain_inference()
 
 
 def main() -> None:
@@ -97,13 +90,11 @@ def main() -> None:
     image = x[:1]
     cam_map = torch.rand(1, loaded.input_size, loaded.input_size, device=args.device)
     for enabled, label in ((False, "off"), (True, "on")):
-        speed_ups(enabled)
-        with ScoreCAM(model, target_layers=[layer], batch_size=args.batch) as cam:
+        with speed_ups(enabled), ScoreCAM(model, target_layers=[layer], batch_size=args.batch) as cam:
             rows[f"Score-CAM, 1 image, speed-ups {label}"] = timed(lambda: cam(image, targets=[1]), 1, args.device)
-        rows[f"deletion/insertion, 1 map, speed-ups {label}"] = timed(
-            lambda: deletion_insertion(model, image, cam_map, [1], batch_size=args.batch), 1, args.device
-        )
-    speed_ups(True)
+            rows[f"deletion/insertion, 1 map, speed-ups {label}"] = timed(
+                lambda: deletion_insertion(model, image, cam_map, [1], batch_size=args.batch), 1, args.device
+            )
     plain = rows["forward, plain"]
     print(f"{args.model} ({weights} weights), device {args.device}, batch {args.batch}, torch {torch.__version__}")
     print(f"logits of the inference copy equal to BN folding alone's, bit for bit: {same}")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import EXAMPLES, needs_mobilenet_weights
@@ -68,3 +69,22 @@ def test_console_script_is_installed():
         [sys.executable, "-m", "micam.cli.main", "explain", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "--method" in result.stdout
+
+
+def test_an_unexpected_error_is_one_line_and_exit_status_3(monkeypatch, capsys):
+    from micam.cli import explain as explain_command
+
+    def broken(args):  # type: ignore[no-untyped-def]
+        raise TypeError("something micam did not foresee")
+
+    monkeypatch.setattr(explain_command, "run", broken)
+    monkeypatch.delenv("MICAM_DEBUG", raising=False)
+    assert main(["explain", "x.png"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "micam explain: internal error: TypeError: something micam did not foresee "
+        "(rerun with MICAM_DEBUG=1 for the traceback, and please report it)"
+    ]
+    monkeypatch.setenv("MICAM_DEBUG", "1")
+    with pytest.raises(TypeError):
+        main(["explain", "x.png"])

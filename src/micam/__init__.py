@@ -11,7 +11,15 @@ from micam.methods import (
     ScoreCAM,
     XGradCAM,
 )
-from micam.targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+from micam.targets import (
+    BinaryClassifierOutputTarget,
+    ClassifierOutputSoftmaxTarget,
+    ClassifierOutputTarget,
+    DetectionBoxTarget,
+    RegressionOutputTarget,
+    SemanticSegmentationTarget,
+    SimilarityTarget,
+)
 
 __version__ = "0.1.0"
 
@@ -19,12 +27,17 @@ __all__ = [
     "METHODS",
     "MICAM",
     "BaseCAM",
+    "BinaryClassifierOutputTarget",
     "ClassifierOutputSoftmaxTarget",
     "ClassifierOutputTarget",
+    "DetectionBoxTarget",
     "EigenCAM",
     "GradCAM",
     "GradCAMPlusPlus",
+    "RegressionOutputTarget",
     "ScoreCAM",
+    "SemanticSegmentationTarget",
+    "SimilarityTarget",
     "XGradCAM",
     "mutual_information",
 ]

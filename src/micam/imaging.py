@@ -1,4 +1,8 @@
-"""Small image operations shared by methods and reports: grayscale, Gaussian blur."""
+"""Small image operations shared by methods and reports: grayscale, Gaussian blur.
+
+Both take any number of spatial dimensions (1-D signals, images, 3-D volumes); images keep the
+exact operations the committed results were computed with.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ def grayscale(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> Tensor:
-    """(B, C, H, W) -> (B, H, W) gray image.
+    """(B, C, H, W) -> (B, H, W) gray image; likewise (B, C, *spatial) -> (B, *spatial) for 1-D and 3-D.
 
     With ``mean`` and ``std`` (the normalization the tensor went through) the pixels are first
     restored (x * std + mean), so the gray image is that of the photo rather than of the tensor.
@@ -27,7 +31,7 @@ def grayscale(
     if mean is not None or std is not None:
         if mean is None or std is None:
             raise ValueError("pass both mean and std to restore the pixels, or neither")
-        shape = (1, -1, 1, 1)
+        shape = (1, -1, *(1,) * (images.dim() - 2))
         images = images * torch.as_tensor(std, dtype=images.dtype, device=images.device).view(shape) + torch.as_tensor(
             mean, dtype=images.dtype, device=images.device
         ).view(shape)
@@ -36,12 +40,18 @@ def grayscale(
         return images[:, 0]
     if channels == 3:
         weights = torch.as_tensor(luma, dtype=images.dtype, device=images.device)
-        return torch.einsum("c,bchw->bhw", weights, images)
+        if images.dim() == 4:
+            return torch.einsum("c,bchw->bhw", weights, images)
+        return torch.einsum("c,bcn->bn", weights, images.flatten(2)).view(images.shape[0], *images.shape[2:])
     return images.mean(dim=1)
 
 
 def gaussian_blur(maps: Tensor, kernel_size: int, sigma: float) -> Tensor:
-    """Blur (B, H, W) maps with a separable Gaussian, mirroring borders like OpenCV's default."""
+    """Blur (B, H, W) maps with a separable Gaussian, mirroring borders like OpenCV's default.
+
+    (B, L) and (B, D, H, W) maps get the same 1-D kernel along each axis in turn (a separable Gaussian
+    in any dimension), mirrored where every axis is longer than the radius, else edge-replicated.
+    """
     if kernel_size % 2 != 1 or kernel_size < 1:
         raise ValueError(f"blur kernel size must be a positive odd integer, got {kernel_size}")
     if sigma <= 0:
@@ -50,10 +60,23 @@ def gaussian_blur(maps: Tensor, kernel_size: int, sigma: float) -> Tensor:
     offsets = torch.arange(kernel_size, dtype=maps.dtype, device=maps.device) - radius
     kernel = torch.exp(-(offsets**2) / (2 * sigma * sigma))
     kernel = kernel / kernel.sum()
+    pad_mode = "reflect" if min(maps.shape[1:]) > radius else "replicate"
+    if maps.dim() != 3:
+        return _separable_blur(maps, kernel, radius, pad_mode)
     x = maps[:, None]
-    pad_mode = "reflect" if min(maps.shape[-2:]) > radius else "replicate"
     x = F.pad(x, (radius, radius, 0, 0), mode=pad_mode)
     x = F.conv2d(x, kernel.view(1, 1, 1, -1))
     x = F.pad(x, (0, 0, radius, radius), mode=pad_mode)
     x = F.conv2d(x, kernel.view(1, 1, -1, 1))
     return x[:, 0]
+
+
+def _separable_blur(maps: Tensor, kernel: Tensor, radius: int, pad_mode: str) -> Tensor:
+    """Convolve (B, *spatial) maps with ``kernel`` along each spatial axis, last axis first."""
+    x = maps
+    for axis in range(maps.dim() - 1, 0, -1):
+        moved = x.movedim(axis, -1)
+        rows = moved.reshape(-1, 1, moved.shape[-1])
+        rows = F.conv1d(F.pad(rows, (radius, radius), mode=pad_mode), kernel.view(1, 1, -1))
+        x = rows.view(moved.shape).movedim(-1, axis)
+    return x

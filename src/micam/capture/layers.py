@@ -1,24 +1,40 @@
-"""Finding the layer to explain: by module, by dotted name, or the default last conv block."""
+"""Finding the layer to explain: by module, by dotted name, or a default found by tracing the model.
+
+The default (``default_explanation_layer``) is, for the transformers micam recognises (torchvision
+and timm ViT/DeiT and Swin), the first norm of the last block with the reshape transform its token
+layout needs; for every other model it is the block of the last convolution (1-D, 2-D or 3-D) with a
+spatial output, found by one traced forward pass, with dense-prediction heads skipped.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import functools
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-LayerSpec = nn.Module | str
+from micam.capture.reshape import ChannelsLast, VitTokens
 
-# Modules that keep the shape of a conv output and belong to its "block" (norm, activation).
-_ELEMENTWISE = (
+LayerSpec = nn.Module | str
+ReshapeTransform = Callable[[Tensor], Tensor]
+
+# Modules that keep the shape of their input and belong to a conv's "block" (norm, activation, dropout).
+_ELEMENTWISE: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
     nn.GroupNorm,
-    nn.InstanceNorm2d,
+    nn.LocalResponseNorm,
+    nn.modules.dropout._DropoutNd,
     nn.ReLU,
-    nn.ReLU6,
+    nn.Hardtanh,  # ReLU6 too
     nn.LeakyReLU,
     nn.PReLU,
+    nn.RReLU,
     nn.ELU,
     nn.SELU,
     nn.CELU,
@@ -28,9 +44,29 @@ _ELEMENTWISE = (
     nn.Hardswish,
     nn.Hardsigmoid,
     nn.Sigmoid,
+    nn.LogSigmoid,
     nn.Tanh,
+    nn.Tanhshrink,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Softshrink,
+    nn.Hardshrink,
+    nn.Threshold,
     nn.Identity,
 )
+# Elementwise modules of other libraries, by class name (torchvision.ops.FrozenBatchNorm2d).
+_ELEMENTWISE_NAMES = frozenset({"FrozenBatchNorm2d"})
+
+_TOKEN_HELP = (
+    "pass target_layers=[...] (e.g. the first norm of the last block) and reshape_transform=<a callable "
+    "mapping that layer's output to (B, K, h, w)>, e.g. micam.capture.VitTokens(prefix_tokens=1, grid=(h, w)) "
+    "for (B, prefix + h*w, D) tokens or micam.capture.ChannelsLast() for (B, H, W, C) maps"
+)
+
+
+def is_conv(module: nn.Module) -> bool:
+    """A convolution of any dimension (``Conv1d``/``Conv2d``/``Conv3d`` and subclasses), transposed or not."""
+    return isinstance(module, nn.modules.conv._ConvNd)
 
 
 def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
@@ -54,7 +90,7 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
     candidates = [name for name in modules if name]
     close = difflib.get_close_matches(layer, candidates, n=8, cutoff=0.5)
     if not close:
-        convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        convs = [name for name, m in model.named_modules() if name and is_conv(m)]
         close = convs[-8:] or candidates[-8:]
     raise ValueError(
         f"model has no layer named {layer!r}; nearest valid names: {', '.join(close)} "
@@ -73,55 +109,378 @@ def resolve_layers(model: nn.Module, layers: Sequence[LayerSpec] | LayerSpec) ->
 
 
 def layer_names(model: nn.Module, conv_only: bool = False) -> list[str]:
-    """All dotted submodule names (or only those of ``Conv2d`` modules)."""
-    return [name for name, module in model.named_modules() if name and (not conv_only or isinstance(module, nn.Conv2d))]
+    """All dotted submodule names (or only those of convolutions, of any dimension)."""
+    return [name for name, module in model.named_modules() if name and (not conv_only or is_conv(module))]
 
 
 def default_target_layer(model: nn.Module, example_input: Tensor) -> tuple[str, nn.Module]:
-    """The block that produces the output of the model's last executed ``Conv2d`` (with h*w > 1).
+    """``(name, module)`` of ``default_explanation_layer`` (for callers that need no reshape transform)."""
+    name, module, _ = default_explanation_layer(model, example_input)
+    return name, module
 
-    One traced forward pass on ``example_input`` finds the last conv to run; the result extends it
-    over the norm/activation modules that follow it with the same output shape, and prefers the
-    innermost container returning that same tensor (MobileNetV2 -> ``features.18``, ResNet-50 ->
-    ``layer4.2``, VGG-16 -> ``features.29``, the ReLU after the last conv).
+
+def default_explanation_layer(
+    model: nn.Module, example_input: Tensor
+) -> tuple[str, nn.Module, ReshapeTransform | None]:
+    """``(name, module, reshape_transform)`` of the layer to explain when none is given.
+
+    Recognised transformers (torchvision ``VisionTransformer``/``SwinTransformer``, timm ViT, DeiT
+    (distilled too) and Swin, also as a submodule): the first norm of the last block, with
+    ``VitTokens`` (prefix tokens dropped, the model's patch grid) or ``ChannelsLast``.
+
+    Every other model: one traced forward pass on ``example_input`` finds the last convolution
+    (1-D, 2-D or 3-D, not transposed, run once) with a spatial output > 1, skipping dense heads
+    (a conv with as many channels as the output has classes, whose map is resized or pooled into
+    the output, and the outermost container holding it apart from the stem). Its block extends over
+    the elementwise modules (norm, activation, dropout) that consume it and over the containers that
+    enclose it and return a map of the same spatial size; of the containers returning the final map
+    (directly, or in a dict/tuple like a segmentation backbone's), the outermost is taken as the
+    trunk and its child returning the same map is chosen (MobileNetV2 -> ``features.18``,
+    ResNet-50 -> ``layer4.2``, ConvNeXt -> ``features.7``, FCN-ResNet50 -> ``backbone.layer4``); with
+    no container, the last module of the block (VGG-16 -> ``features.29``, the ReLU after the conv).
+
+    A ``UserWarning`` names a default that is a patch embedding or a classifier head. Token-shaped
+    models micam does not recognise raise a ``ValueError`` saying which arguments to pass.
     """
-    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        raise ValueError(
-            "model has no nn.Conv2d layer, so there is no default target layer; pass target_layers=[...] "
-            "(and a reshape_transform for token-shaped activations such as a ViT's)"
-        )
-    events: list[tuple[str, nn.Module, Tensor]] = []
-    names = {module: name for name, module in model.named_modules()}
+    recognised = _recognised_token_layer(model, example_input)
+    if recognised is not None:
+        return recognised
+    return _conv_block_layer(model, example_input)
 
-    def record(module: nn.Module, _inputs: object, output: object) -> None:
-        if isinstance(output, Tensor):
-            events.append((names[module], module, output))
 
-    handles = [m.register_forward_hook(record) for m in model.modules()]
+# ----------------------------------------------------------------------------- transformers
+def _recognised_token_layer(model: nn.Module, example_input: Tensor) -> tuple[str, nn.Module, ReshapeTransform] | None:
+    """The layer and reshape of the outermost submodule with a known token layout, else None."""
+    for prefix, module in model.named_modules():
+        found = _token_layout(module)
+        if found is None:
+            continue
+        layer, reshape, patch = found
+        local = {m: n for n, m in module.named_modules()}[layer]
+        name = f"{prefix}.{local}" if prefix else local
+        output = _output_of(model, layer, example_input)
+        if isinstance(reshape, VitTokens) and isinstance(output, Tensor) and output.dim() == 3:
+            reshape = _fit_vit_grid(reshape, output.shape[1], example_input, patch)
+        try:
+            if not isinstance(output, Tensor):
+                raise ValueError(f"it returned {type(output).__name__}, not a tensor")
+            reshape(output)
+        except ValueError as error:
+            raise ValueError(
+                f"the default layer {name!r} of {type(module).__name__} cannot be reshaped with {reshape!r} "
+                f"({error}); {_TOKEN_HELP}"
+            ) from error
+        return name, layer, reshape
+    return None
+
+
+def _token_layout(module: nn.Module) -> tuple[nn.Module, ReshapeTransform, tuple[int, int] | None] | None:
+    """``(layer, reshape, patch_size)`` for a module whose token layout micam knows, else None."""
+    TorchvisionViT, TorchvisionSwin = _torchvision_transformers()
+    if isinstance(module, TorchvisionViT):
+        side = module.image_size // module.patch_size
+        patch = (module.patch_size, module.patch_size)
+        return module.encoder.layers[-1].ln_1, VitTokens(prefix_tokens=1, grid=(side, side)), patch
+    if isinstance(module, TorchvisionSwin):
+        return _swin_layer(module.features[-1][-1]), ChannelsLast(), None
+    layers = getattr(module, "layers", None)
+    if type(module).__name__.startswith("Swin") and isinstance(layers, (nn.Sequential, nn.ModuleList)) and layers:
+        blocks = getattr(layers[-1], "blocks", None)
+        if isinstance(blocks, (nn.Sequential, nn.ModuleList)) and blocks and hasattr(blocks[-1], "norm1"):
+            return _swin_layer(blocks[-1]), ChannelsLast(), None
+    blocks = getattr(module, "blocks", None)
+    prefix_tokens = getattr(module, "num_prefix_tokens", None)
+    patch_embed = getattr(module, "patch_embed", None)
+    if (
+        isinstance(prefix_tokens, int)
+        and isinstance(patch_embed, nn.Module)
+        and isinstance(blocks, (nn.Sequential, nn.ModuleList))
+        and blocks
+        and isinstance(getattr(blocks[-1], "norm1", None), nn.Module)
+    ):
+        grid = _pair(getattr(patch_embed, "grid_size", None))
+        return blocks[-1].norm1, VitTokens(prefix_tokens=prefix_tokens, grid=grid), _pair(patch_embed.patch_size)
+    return None
+
+
+@functools.cache
+def _torchvision_transformers() -> tuple[type | tuple[()], type | tuple[()]]:
+    """torchvision's ``VisionTransformer`` and ``SwinTransformer`` classes (empty tuples without it)."""
+    try:
+        from torchvision.models import SwinTransformer, VisionTransformer
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return (), ()
+    return VisionTransformer, SwinTransformer
+
+
+def _swin_layer(block: nn.Module) -> nn.Module:
+    """A pre-norm Swin block's first norm; a post-norm (V2) block's norm1 follows attention, so the block."""
+    norm = getattr(block, "norm1", None)
+    if isinstance(norm, nn.Module) and "V2" not in type(block).__name__:
+        return norm
+    return block
+
+
+def _pair(value: object) -> tuple[int, int] | None:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def _fit_vit_grid(reshape: VitTokens, tokens: int, example_input: Tensor, patch: tuple[int, int] | None) -> VitTokens:
+    """The model's patch grid when it fits the token count, else the input's, else None (square)."""
+    patches = tokens - reshape.prefix_tokens
+    options = [reshape.grid]
+    if patch is not None and example_input.dim() >= 4:
+        options.append((example_input.shape[-2] // patch[0], example_input.shape[-1] // patch[1]))
+    grid = next((g for g in options if g is not None and g[0] * g[1] == patches), None)
+    return VitTokens(prefix_tokens=reshape.prefix_tokens, grid=grid)
+
+
+def _output_of(model: nn.Module, layer: nn.Module, example_input: Tensor) -> object:
+    """``layer``'s output in one forward pass of ``model`` (its last call)."""
+    seen: list[object] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
     try:
         with torch.no_grad():
             model(example_input)
     finally:
+        handle.remove()
+    if not seen:
+        raise ValueError(f"the default layer {type(layer).__name__} did not run; {_TOKEN_HELP}")
+    return seen[-1]
+
+
+# ----------------------------------------------------------------------------- convolutional models
+@dataclass
+class _Event:
+    """One module call of the traced forward pass (hooks fire when a call returns)."""
+
+    index: int
+    name: str
+    module: nn.Module
+    input: object
+    output: object
+
+
+def _trace(model: nn.Module, example_input: Tensor) -> tuple[list[_Event], dict[nn.Module, int], object]:
+    """Every submodule call (in return order), the number of calls per module, and the model output."""
+    names = {module: name for name, module in model.named_modules()}
+    events: list[_Event] = []
+    runs: dict[nn.Module, int] = {}
+
+    def record(module: nn.Module, inputs: tuple[object, ...], output: object) -> None:
+        runs[module] = runs.get(module, 0) + 1
+        if module is not model:
+            first = inputs[0] if inputs else None
+            events.append(_Event(len(events), names[module], module, first, output))
+
+    handles = [m.register_forward_hook(record) for m in names]
+    try:
+        with torch.no_grad():
+            output = model(example_input)
+    finally:
         for handle in handles:
             handle.remove()
-    # A 1x1-output conv (a classifier head applied after global pooling) is not a feature map.
-    last_conv = max(
-        (i for i, (_, m, out) in enumerate(events) if isinstance(m, nn.Conv2d) and out.shape[-2:].numel() > 1),
-        default=None,
+    return events, runs, output
+
+
+def _first_tensor(value: object) -> Tensor | None:
+    """A tensor output itself, or the first tensor of a dict/tuple/list output."""
+    if isinstance(value, Tensor):
+        return value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
+    return next((item for item in items if isinstance(item, Tensor)), None)
+
+
+def _holds(value: object, tensor: Tensor) -> bool:
+    """Whether a dict/tuple/list output holds ``tensor`` itself."""
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
+    return any(item is tensor for item in items)
+
+
+def _spatial_conv(event: _Event) -> bool:
+    """A non-transposed convolution whose (batched) output has more than one spatial position."""
+    module, out = event.module, event.output
+    return (
+        is_conv(module)
+        and not module.transposed  # type: ignore[union-attr]
+        and isinstance(out, Tensor)
+        and out.dim() == len(module.kernel_size) + 2  # type: ignore[union-attr]
+        and out.shape[2:].numel() > 1
     )
-    if last_conv is None:
-        raise ValueError(
-            "no nn.Conv2d with a spatial output ran during the forward pass; pass target_layers=[...] explicitly"
-        )
-    conv_name, conv_module, conv_out = events[last_conv]
-    chain = [(conv_name, conv_module, conv_out)]
-    for name, module, out in events[last_conv + 1 :]:
-        contains_conv = any(sub is conv_module for sub in module.modules())
-        if out.shape != conv_out.shape or not (isinstance(module, _ELEMENTWISE) or contains_conv):
+
+
+def _ancestors(name: str) -> list[str]:
+    """Dotted names of the containers holding ``name``, innermost first (the root excluded)."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+
+
+def _inside(name: str, container: str) -> bool:
+    return name.startswith(container + ".")
+
+
+def _head_names(events: list[_Event], output: Tensor | None, stem: str | None) -> list[str]:
+    """Names of the dense heads: the trailing convs with as many channels as the output has classes
+    whose maps are pooled or resized into the output, each widened to its outermost container that
+    does not hold the stem."""
+    if output is None or output.dim() < 2:
+        return []
+    classes = output.shape[1]
+    heads: list[str] = []
+    for event in reversed(events):
+        module = event.module
+        if any(True for _ in module.children()) or not any(True for _ in module.parameters(recurse=False)):
+            continue  # containers and parameter-free leaves (activations, pooling) do not end the head
+        out = event.output
+        if not (is_conv(module) and isinstance(out, Tensor) and out.dim() >= 3 and out.shape[1] == classes):
             break
-        chain.append((name, module, out))
-    final = chain[-1][2]
-    for name, module, out in chain:
-        if out is final and any(True for _ in module.children()):
-            return name, module
-    return chain[-1][0], chain[-1][1]
+        if out.shape == output.shape:
+            break  # the output is this conv's map itself: a feature extractor, not a head
+        outer = [a for a in _ancestors(event.name) if stem is None or not _inside(stem, a)]
+        heads.append(outer[-1] if outer else event.name)
+    return heads
+
+
+def _in_any(name: str, containers: list[str]) -> bool:
+    return any(name == c or _inside(name, c) for c in containers)
+
+
+def _token_event(events: list[_Event], start: int, excluded: list[str]) -> _Event | None:
+    """The first Linear/attention call from ``start`` on that works on several positions (tokens)."""
+    for event in events[start:]:
+        if isinstance(event.module, (nn.Linear, nn.MultiheadAttention)) and not _in_any(event.name, excluded):
+            out = _first_tensor(event.output)
+            if out is not None and out.dim() >= 3 and math.prod(out.shape[1:-1]) > 1:
+                return event
+    return None
+
+
+def _token_error(model: nn.Module, event: _Event, after: str | None) -> ValueError:
+    out = _first_tensor(event.output)
+    shape = tuple(out.shape) if out is not None else "?"
+    where = f"after its last convolution {after!r}" if after else "and has no convolution"
+    return ValueError(
+        f"{type(model).__name__} works on tokens ({event.name!r} outputs shape {shape}) {where}, and micam "
+        f"does not recognise its token layout (it knows torchvision and timm ViT, DeiT and Swin); {_TOKEN_HELP}"
+    )
+
+
+def _is_elementwise(module: nn.Module) -> bool:
+    return isinstance(module, _ELEMENTWISE) or type(module).__name__ in _ELEMENTWISE_NAMES
+
+
+def _is_patch_embedding(name: str, conv: nn.Module, stem: str | None) -> bool:
+    """Named like one (``patch_embed``, ``conv_proj``) or the first conv with stride == kernel > 1."""
+    if "patch_embed" in name or name.rsplit(".", 1)[-1] == "conv_proj":
+        return True
+    kernel, stride = tuple(conv.kernel_size), tuple(conv.stride)  # type: ignore[arg-type]
+    return name == stem and kernel == stride and max(kernel) > 1
+
+
+def _conv_block_layer(model: nn.Module, example_input: Tensor) -> tuple[str, nn.Module, None]:
+    """The default layer of a convolutional model (see ``default_explanation_layer``)."""
+    events, runs, raw_output = _trace(model, example_input)
+    output = _first_tensor(raw_output)
+    convs = [e for e in events if is_conv(e.module) and not e.module.transposed]  # type: ignore[union-attr]
+    stem = convs[0].name if convs else None
+    heads = _head_names(events, output, stem)
+    spatial = [e for e in events if _spatial_conv(e) and runs[e.module] == 1]
+    candidates = [e for e in spatial if not _in_any(e.name, heads)]
+    if not candidates:
+        tokens = _token_event(events, 0, heads)
+        if tokens is not None:
+            raise _token_error(model, tokens, stem)
+        if spatial:
+            candidates = spatial  # only head convs: explain the head (warned below)
+        elif convs:
+            raise ValueError(
+                "no convolution with a spatial output ran exactly once during the forward pass; "
+                "pass target_layers=[...] explicitly"
+            )
+        else:
+            raise ValueError(
+                "model has no nn.Conv2d, nn.Conv1d or nn.Conv3d layer, so there is no default target layer; "
+                "pass target_layers=[...] (and a reshape_transform for token-shaped activations such as a ViT's)"
+            )
+    conv = candidates[-1]
+    chain, wrappers = _block_of(conv, events, runs)
+    final = chain[-1].output
+    containers = [e for e in chain if e.output is final and any(True for _ in e.module.children())] + wrappers
+    if len(containers) >= 2:
+        chosen = containers[-2]
+    elif containers:
+        chosen = containers[0]
+    else:
+        chosen = chain[-1]
+    if _is_patch_embedding(conv.name, conv.module, stem) or "patch_embed" in chosen.name:
+        tokens = _token_event(events, chosen.index + 1, heads)
+        if tokens is not None:
+            raise _token_error(model, tokens, conv.name)
+        warnings.warn(
+            f"the default target layer {chosen.name!r} is a patch embedding (conv {conv.name!r}, stride = kernel); "
+            "its map shows little more than the input; pass target_layers=[...] to choose a deeper layer",
+            UserWarning,
+            stacklevel=3,
+        )
+    if _in_any(conv.name, heads):
+        warnings.warn(
+            f"the default target layer {chosen.name!r} is a classifier head (conv {conv.name!r} has one channel per "
+            "class); pass target_layers=[...] to explain a feature layer instead",
+            UserWarning,
+            stacklevel=3,
+        )
+    return chosen.name, chosen.module, None
+
+
+def _block_of(conv: _Event, events: list[_Event], runs: dict[nn.Module, int]) -> tuple[list[_Event], list[_Event]]:
+    """The conv's block: the calls that carry its map on, and the containers returning it in a dict/tuple."""
+    chain = [conv]
+    current: Tensor = conv.output  # type: ignore[assignment]
+    called = {e.name: e.module for e in events}
+    by_name = {e.name: e for e in events}
+    open_ancestors = [(a, called[a]) for a in _ancestors(conv.name) if a in called]  # innermost first
+    wrappers: list[_Event] = []
+    for event in events[conv.index + 1 :]:
+        out = event.output
+        if open_ancestors and event.module is open_ancestors[0][1]:  # a container of the conv returns
+            open_ancestors.pop(0)
+            if runs[event.module] == 1 and isinstance(out, Tensor) and _same_map(out, current):
+                chain.append(event)
+                current = out
+                continue
+            if runs[event.module] == 1 and _holds(out, current):
+                wrappers.append(event)
+            break
+        if runs[event.module] > 1:
+            continue  # a module called several times (one shared ReLU) cannot be recorded once
+        if _inside_a_consumer(event, current, by_name):
+            continue  # the inner calls of a module that reads the map (timm's BatchNormAct2d: its act, drop)
+        if isinstance(out, Tensor) and (
+            (out is current and any(True for _ in event.module.children()))  # a container passing it on
+            or (_is_elementwise(event.module) and event.input is current and out.shape == current.shape)
+        ):
+            chain.append(event)
+            current = out
+            continue
+        if open_ancestors and _inside(event.name, open_ancestors[-1][0]):
+            continue  # inside the conv's own containers (e.g. ConvNeXt's channels-last MLP): go on to their end
+        break
+    return chain, wrappers
+
+
+def _inside_a_consumer(event: _Event, current: Tensor, by_name: dict[str, _Event]) -> bool:
+    """Whether ``event`` runs inside an elementwise module that returns later and reads ``current``."""
+    for ancestor in _ancestors(event.name):
+        outer = by_name.get(ancestor)
+        if outer is not None and outer.index > event.index and outer.input is current and _is_elementwise(outer.module):
+            return True
+    return False
+
+
+def _same_map(out: Tensor, current: Tensor) -> bool:
+    """Same batch, rank and spatial size (channels may differ: a dense block's concatenation)."""
+    return out.dim() == current.dim() and out.shape[0] == current.shape[0] and out.shape[2:] == current.shape[2:]

@@ -56,7 +56,11 @@ SLOW = ("score_cam", "score_cam_pgc", "authors")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help="comma-separated model names or specs (torchvision:NAME, timm:NAME, file.py:FACTORY; random weights)",
+    )
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median); slow cells run fewer")

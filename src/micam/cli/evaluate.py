@@ -12,6 +12,7 @@ import signal
 from dataclasses import fields
 
 from micam import models
+from micam.cli.explain import OUTPUT_SELECTOR_HELP, add_model_arguments, model_options, model_spec, output_selector
 from micam.evaluation import ALL_METHODS, METRIC_GROUPS, EvaluationSettings, evaluate
 
 
@@ -27,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     default = EvaluationSettings(data="")
     add = parser.add_argument
     add("--data", required=True, help="annotations JSON, CSV (file,label[,boxes]) or ImageNet-style class folder")
-    add("--model", default=default.model, choices=models.MODEL_NAMES, help="default: %(default)s")
-    add("--weights", default=default.weights, help="'imagenet' (default), 'random' or a checkpoint file")
+    add_model_arguments(parser, weights_default=default.weights)
+    add("--layer", default=None, help="target layer name (default: the shipped model's, else its last conv block)")
     add("--methods", default="all", help=f"comma-separated from {', '.join(ALL_METHODS)}, or 'all' (default)")
     add("--metrics", default="all", help=f"comma-separated from {', '.join(METRIC_GROUPS)}, or 'all' (default)")
     add("--limit", type=int, default=None, help="only the first N images")
@@ -55,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--counterfactual-images", type=int, default=None, help="images for it (default: 50 on CUDA, 10 on CPU)")
     add("--sanity-images", type=int, default=None, help="images for the sanity check (default: 4 on CUDA, 1 on CPU)")
     add("--seed", type=int, default=default.seed)
+    add("--output-selector", type=output_selector, default=default.output_selector, help=OUTPUT_SELECTOR_HELP)
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -62,12 +64,18 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    values = {f.name: getattr(args, f.name) for f in fields(EvaluationSettings) if hasattr(args, f.name)}
+    values = {
+        f.name: getattr(args, f.name)
+        for f in fields(EvaluationSettings)
+        if hasattr(args, f.name) and f.name not in models.LOAD_OPTIONS  # those come from model_options
+    }
+    values["model"] = model_spec(args)
+    options = model_options(args)
     values["methods"] = _names(args.methods, ALL_METHODS, "method(s)")
     values["metrics"] = _names(args.metrics, METRIC_GROUPS, "metric(s)")
     previous = signal.signal(signal.SIGTERM, _stop)  # `kill` and job schedulers stop it as cleanly as Ctrl-C
     try:
-        results = evaluate(EvaluationSettings(**values))
+        results = evaluate(EvaluationSettings(**values | options))
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(f"{args.out}/results.md")

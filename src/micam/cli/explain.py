@@ -16,23 +16,111 @@ from micam import models
 from micam.evaluation.datasets import read_rgb
 from micam.methods import METHODS, BaseCAM
 from micam.methods.factory import make_method
+from micam.outputs import class_probabilities, select_output
 from micam.reports import restore_image, save_overlay
+
+MODEL_HELP = (
+    f"{', '.join(models.MODEL_NAMES)} (default: mobilenet_v2), torchvision:NAME, timm:NAME, "
+    "path/to/file.py:FACTORY or package.module:FACTORY (a callable returning an nn.Module)"
+)
+
+
+OUTPUT_SELECTOR_HELP = "key (dict outputs, e.g. logits) or index (tuple outputs) of the class scores in the output"
+
+
+def output_selector(text: str) -> str | int:
+    """``--output-selector``: an index for tuple outputs when the text is a number, else a dict key."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str = "imagenet") -> None:
+    """--model and the options of ``micam.models.load``, shared by ``explain`` and ``evaluate``."""
+    add = parser.add_argument
+    add("--model", default=None, metavar="SPEC", help=MODEL_HELP)
+    add(
+        "--weights",
+        default=weights_default,
+        help="'imagenet' (default; not defined for factories), 'random' or a checkpoint file (a state dict, "
+        "also under 'state_dict' / 'model' / 'model_state_dict', 'module.' / 'model.' prefixes stripped)",
+    )
+    add("--num-classes", type=_positive_int, default=None, metavar="N", help="classifier head size of the model")
+    add("--labels", default=None, metavar="FILE", help="class names: one per line, or a JSON list")
+    add("--size", type=_positive_int, default=None, metavar="PX", help="crop size (default: the model's, else 224)")
+    add("--mean", type=_three_floats, default=None, metavar="R,G,B", help="normalization mean (default: the model's)")
+    add("--std", type=_three_floats, default=None, metavar="R,G,B", help="normalization std (default: the model's)")
+    add(
+        "--trust-checkpoint",
+        action="store_true",
+        help="unpickle a whole model saved with torch.save(model) (runs code from the file: only files you trust)",
+    )
+
+
+def model_spec(args: argparse.Namespace) -> str | None:
+    """--model, or None (the model pickled in --weights) when it is omitted with --trust-checkpoint."""
+    if args.model is not None:
+        return args.model
+    trusted_file = args.trust_checkpoint and args.weights not in ("imagenet", "random")
+    return None if trusted_file else "mobilenet_v2"
+
+
+def model_options(args: argparse.Namespace) -> dict[str, object]:
+    """The keyword options of ``micam.models.load`` given on the command line (those not given left out)."""
+    values = {
+        "num_classes": args.num_classes,
+        "labels": args.labels,
+        "input_size": args.size,
+        "mean": args.mean,
+        "std": args.std,
+        "layer": getattr(args, "layer", None),
+        "trust_checkpoint": args.trust_checkpoint or None,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _three_floats(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected 3 comma-separated numbers (R,G,B), got {text!r}")
+    return values
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, BMP, ...)")
-    parser.add_argument("--model", default="mobilenet_v2", choices=models.MODEL_NAMES, help="default: %(default)s")
-    parser.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'random' or a checkpoint file")
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--class",
+        dest="class_index",
+        type=int,
+        default=None,
+        metavar="N",
+        help="explain class N (default: each image's top class)",
+    )
     parser.add_argument(
         "--method",
         default="mi-cam",
         help=f"one of {', '.join(METHODS)}, a comma-separated list, or 'all' (default: %(default)s)",
     )
-    parser.add_argument("--layer", default=None, help="target layer name (default: the model's last conv block)")
+    parser.add_argument(
+        "--layer", default=None, help="target layer name (default: the shipped model's, else its last conv block)"
+    )
     parser.add_argument("--out", type=Path, default=Path("micam-out"), help="output folder (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
     parser.add_argument("--top", type=int, default=5, help="how many classes to print (default: %(default)s)")
     parser.add_argument("--score-cam-batch-size", type=int, default=32, help="masked images per forward pass")
+    parser.add_argument("--output-selector", type=output_selector, default=None, help=OUTPUT_SELECTOR_HELP)
     parser.add_argument("--mi-preset", default="default", choices=("default", "authors"), help="MI-CAM preset")
 
 
@@ -45,7 +133,8 @@ def parse_methods(text: str) -> list[str]:
 
 
 def build_method(name: str, loaded: models.LoadedModel, layer: str | None, args: argparse.Namespace) -> BaseCAM:
-    """A method on ``loaded``'s model; MI-CAM grays the restored photo (its normalization is known)."""
+    """A method on ``loaded``'s model (on ``layer``, default its target layer); MI-CAM grays the
+    restored photo (its normalization is known)."""
     return make_method(
         name,
         loaded.model,
@@ -54,16 +143,40 @@ def build_method(name: str, loaded: models.LoadedModel, layer: str | None, args:
         pixel_std=loaded.std,
         score_cam_batch_size=args.score_cam_batch_size,
         mi_preset=args.mi_preset,
+        reshape_transform=loaded.reshape_transform,
+        output_selector=args.output_selector,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     method_names = parse_methods(args.method)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    loaded = models.load(args.model, weights=args.weights, device=device)
-    methods = {name: build_method(name, loaded, args.layer, args) for name in method_names}
+    loaded = models.load(model_spec(args), weights=args.weights, device=device, **model_options(args))  # type: ignore[arg-type]
+    if loaded.weights_report:
+        print(loaded.weights_report, file=sys.stderr)
+    classes = len(loaded.categories)
+    if args.class_index is not None and not 0 <= args.class_index < classes:
+        raise ValueError(
+            f"--class {args.class_index} is out of range: the model has {classes} classes (0-{classes - 1})"
+        )
+    methods = {name: build_method(name, loaded, None, args) for name in method_names}
     args.out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, object] = {"model": args.model, "weights": args.weights, "device": device, "images": {}}
+    summary: dict[str, object] = {
+        "model": loaded.name,
+        "weights": args.weights,
+        "weights_report": loaded.weights_report,
+        "classes": classes,
+        "target_layer": loaded.target_layer_name,
+        "preprocessing": {
+            "resize": loaded.resize_size,
+            "crop": loaded.input_size,
+            "mean": list(loaded.mean),
+            "std": list(loaded.std),
+            "interpolation": loaded.interpolation.value,
+        },
+        "device": device,
+        "images": {},
+    }
     failures: dict[str, str] = {}
     used_stems: set[str] = set()
     started = time.perf_counter()
@@ -79,21 +192,31 @@ def run(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         x = loaded.preprocess(image)[None].to(device)
         with torch.no_grad():
-            probabilities = torch.softmax(loaded.model(x), dim=1)[0]
-        top = probabilities.topk(args.top)
+            output = select_output(loaded.model(x), args.output_selector)
+            probabilities = class_probabilities(output)[0]
+        top = probabilities.topk(min(args.top, probabilities.numel()))
         predictions = [
-            {"class": int(c), "name": loaded.categories[int(c)], "probability": round(float(p), 6)}
+            {"class": int(c), "name": _name(loaded, int(c)), "probability": round(float(p), 6)}
             for p, c in zip(top.values, top.indices, strict=True)
         ]
+        explained = predictions[0]["class"] if args.class_index is None else args.class_index
         print(f"{path}:")
         for rank, item in enumerate(predictions, 1):
-            print(f"  {rank}. {item['name']} (class {item['class']}): {item['probability']:.3f}")
+            print(f"  {rank}. {_shown(item['name'], item['class'])}: {item['probability']:.3f}")
+        if args.class_index is not None:
+            print(f"  explaining {_shown(_name(loaded, explained), explained)}: {float(probabilities[explained]):.3f}")
         picture = restore_image(x[0], loaded.mean, loaded.std)
         Image.fromarray((picture * 255).round().astype(np.uint8)).save(folder / "input.png")
-        record: dict[str, object] = {"source": str(path), "top": predictions, "methods": {}}
+        record: dict[str, object] = {
+            "source": str(path),
+            "top": predictions,
+            "explained_class": explained,
+            "explained_name": _name(loaded, explained),
+            "methods": {},
+        }
         for name, method in methods.items():
             tick = time.perf_counter()
-            cam = method(x, targets=predictions[0]["class"])[0].cpu().numpy()
+            cam = method(x, targets=explained)[0].cpu().numpy()
             seconds = time.perf_counter() - tick
             file_stem = name.replace("+", "p")
             np.save(folder / f"{file_stem}.npy", cam)
@@ -114,6 +237,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(failures)} input(s) could not be read and were skipped", file=sys.stderr)
         return 1
     return 0
+
+
+def _name(loaded: models.LoadedModel, index: int) -> str:
+    return loaded.categories[index] if index < len(loaded.categories) else f"class {index}"
+
+
+def _shown(name: str, index: int) -> str:
+    """ "Egyptian cat (class 285)", or just "class 7" for unnamed classes."""
+    return name if name == f"class {index}" else f"{name} (class {index})"
 
 
 def _unique_stem(stem: str, used: set[str]) -> str:

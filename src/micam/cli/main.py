@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +37,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"micam {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug of micam's or of the model's: one line, exit 3 (MICAM_DEBUG=1 re-raises)
+        if os.environ.get("MICAM_DEBUG"):
+            raise
+        print(
+            f"micam {args.command}: internal error: {type(error).__name__}: {error} "
+            "(rerun with MICAM_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """MI between every upsampled activation map and the gray input, without materializing the upsampled layer.
 
 ``upsampled_mutual_information(activations, gray, mode, estimator, bins)`` returns the same numbers as
-``mutual_information(upsample(activations, gray.shape[-2:], mode).flatten(2), gray.flatten(1)[:, None])``
+``mutual_information(upsample(activations, gray.shape[1:], mode).flatten(2), gray.flatten(1)[:, None])``
 (to float64 rounding of the final sums) by one of two exact routes:
 
 * fused (CPU, float32, numba installed): one kernel per map upsamples, codes and histograms in a
@@ -10,8 +10,9 @@
   upsampling and the distinct-value estimator each map is constant on the block of pixels copied from
   one cell, so the contingency table is assembled from per-cell gray counts (computed once per image)
   instead of per-pixel codes: the per-map work is O(cells), plus the cells that share a value.
-* chunked (any device, any dtype, or without numba): upsample a bounded chunk of maps with
-  ``F.interpolate`` and call ``mutual_information`` on it.
+* chunked (any device, any dtype, any number of spatial dimensions, or without numba): upsample a
+  bounded chunk of maps with ``F.interpolate`` and call ``mutual_information`` on it. The fused
+  kernels are written for images, so 1-D (B, K, l) and 3-D (B, K, d, h, w) layers always take it.
 
 Either way no more than about ``_VALUES_PER_CHUNK`` upsampled values exist at once, whatever the
 batch size. ``MICAM_FUSED=0`` in the environment forces the chunked route.
@@ -70,13 +71,17 @@ def upsampled_mutual_information(
     route: str = "auto",
 ) -> Tensor:
     """(B, K) float64 MI between each map of ``activations`` (B, K, h, w), upsampled to gray's (H, W)
-    with ``mode``, and the gray image ``gray`` (B, H, W) of the same sample.
+    with ``mode``, and the gray image ``gray`` (B, H, W) of the same sample; likewise (B, K, *spatial)
+    and (B, *SPATIAL) for 1-D signals and 3-D volumes ("bilinear" is then linear or trilinear).
 
     ``route``: "auto" (fused where exact and available), "fused" (raise if it cannot be used) or
     "chunked" (the straightforward computation, a bounded chunk of maps at a time).
     """
-    if activations.dim() != 4 or gray.dim() != 3 or activations.shape[0] != gray.shape[0]:
-        raise ValueError(f"expected activations (B, K, h, w) and gray (B, H, W); got {activations.shape}, {gray.shape}")
+    if not 3 <= activations.dim() <= 5 or gray.dim() != activations.dim() - 1 or activations.shape[0] != gray.shape[0]:
+        raise ValueError(
+            "expected activations (B, K, h, w) and gray (B, H, W) (or (B, K, *spatial) and (B, *SPATIAL) with "
+            f"1 or 3 spatial dimensions); got {tuple(activations.shape)}, {tuple(gray.shape)}"
+        )
     if mode not in UPSAMPLE_MODES:
         raise ValueError(f"mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
     if estimator not in ESTIMATORS:
@@ -84,7 +89,7 @@ def upsampled_mutual_information(
     if route not in ("auto", "fused", "chunked"):
         raise ValueError(f"route must be 'auto', 'fused' or 'chunked', got {route!r}")
     batch, channels = activations.shape[:2]
-    size = (int(gray.shape[-2]), int(gray.shape[-1]))
+    size = tuple(int(s) for s in gray.shape[1:])
     if batch * channels == 0:
         return torch.zeros(batch, channels, dtype=torch.float64, device=activations.device)
     if estimator != "reference" and (isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 1024):
@@ -104,8 +109,10 @@ def upsampled_mutual_information(
     return _fused_binned(activations, gray, size, mode, bins, normalized=estimator == "normalized")
 
 
-def _fused_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: str, size: tuple[int, int]) -> str | None:
+def _fused_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: str, size: tuple[int, ...]) -> str | None:
     """Why the fused route cannot give the exact result here, or None when it can."""
+    if activations.dim() != 4:
+        return "the fused kernels take images; 1-D and 3-D layers use the chunked route"
     if activations.device.type != "cpu" or gray.device.type != "cpu":
         return "the fused kernels run on CPU; other devices use the chunked route"
     if activations.dtype != torch.float32 or gray.dtype != torch.float32:
@@ -121,18 +128,19 @@ def _fused_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: str,
 
 
 # ----------------------------------------------------------------------------- chunked (straightforward)
-def _upsample(maps: Tensor, size: tuple[int, int], mode: str) -> Tensor:
-    if tuple(maps.shape[-2:]) == size:
+def _upsample(maps: Tensor, size: tuple[int, ...], mode: str) -> Tensor:
+    if tuple(maps.shape[2:]) == size:
         return maps
     if mode == "bilinear":
-        return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+        linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+        return F.interpolate(maps, size=size, mode=linear, align_corners=False)
     return F.interpolate(maps, size=size, mode="nearest")
 
 
-def _chunked(activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, estimator: str, bins: int) -> Tensor:
+def _chunked(activations: Tensor, gray: Tensor, size: tuple[int, ...], mode: str, estimator: str, bins: int) -> Tensor:
     """Upsample a bounded chunk of maps at a time and estimate MI on it."""
     batch, channels = activations.shape[:2]
-    n = size[0] * size[1]
+    n = math.prod(size)
     gray_rows = gray.reshape(batch, 1, n)
     # Whole images per chunk when they fit, else a few channels of one image at a time.
     per_image = max(1, _VALUES_PER_CHUNK // (channels * n))

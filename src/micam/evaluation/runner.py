@@ -30,7 +30,7 @@ from PIL import UnidentifiedImageError
 from torch import Tensor
 
 from micam import __version__, models
-from micam.capture.inference import inference_copy
+from micam.capture.inference import inference_runner
 from micam.evaluation.compare import COMPARED_METRICS, paired_differences
 from micam.evaluation.datasets import Dataset, Sample, black_pixel, prepare, read_dataset, read_rgb
 from micam.evaluation.references import REFERENCES
@@ -49,6 +49,7 @@ from micam.metrics import (
     summarize,
     weight_change,
 )
+from micam.outputs import select_output
 from micam.reports.machine import device_name
 from micam.reports.progress import Progress, format_seconds
 
@@ -90,6 +91,15 @@ class EvaluationSettings:
     counterfactual_images: int | None = None  # None: 50 on CUDA, 10 on CPU
     sanity_images: int | None = None  # None: 4 on CUDA, 1 on CPU (Score-CAM x 20 stages is slow on a CPU)
     seed: int = 0
+    output_selector: str | int | None = None  # picks the class scores from a tuple/dict model output
+    # A bring-your-own model's options (``micam.models.load``'s keywords; None = the model's own).
+    num_classes: int | None = None
+    labels: str | None = None
+    input_size: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    layer: str | None = None
+    trust_checkpoint: bool | None = None
 
     def check(self) -> None:
         unknown = [m for m in self.methods if m not in ALL_METHODS]
@@ -208,7 +218,7 @@ def _start(settings: EvaluationSettings) -> _Run:
     if settings.sanity_images is None:
         settings.sanity_images = saved.get("sanity_images") or (4 if device.type == "cuda" else 1)
     dataset = read_dataset(settings.data)
-    loaded = models.load(settings.model, weights=settings.weights, device=device)
+    loaded = models.load(settings.model, weights=settings.weights, device=device, **models.load_options(settings))
     geometry = dataset.geometry if settings.geometry == "auto" else settings.geometry
     baseline: Tensor | str = black_pixel(loaded).to(device) if settings.baseline == "black" else settings.baseline
     if settings.baseline == "zero":
@@ -244,6 +254,8 @@ def _method(
         pixel_std=loaded.std,
         score_cam_batch_size=s.score_cam_batch_size or 32,
         mi_preset=s.mi_preset,
+        output_selector=s.output_selector,
+        reshape_transform=loaded.reshape_transform,
     )
 
 
@@ -252,12 +264,21 @@ def _trackers(run: _Run) -> list[Tracker]:
     pixel_baseline = run.baseline if isinstance(run.baseline, Tensor) else 0.0
     trackers: list[Tracker] = []
     if "drop-increase" in s.metrics:
-        trackers.append(DropIncrease(s.threshold, pixel_baseline, s.score, s.forward_batch_size))  # type: ignore[arg-type]
+        trackers.append(
+            DropIncrease(s.threshold, pixel_baseline, s.score, s.forward_batch_size, s.output_selector)  # type: ignore[arg-type]
+        )
     if "classic" in s.metrics:
-        trackers.append(ClassicDropIncrease(s.score, s.forward_batch_size))  # type: ignore[arg-type]
+        trackers.append(ClassicDropIncrease(s.score, s.forward_batch_size, s.output_selector))  # type: ignore[arg-type]
     if "deletion-insertion" in s.metrics:
         trackers.append(
-            DeletionInsertion(s.steps, run.baseline, s.insertion_order, s.score, s.forward_batch_size)  # type: ignore[arg-type]
+            DeletionInsertion(
+                s.steps,
+                run.baseline,  # type: ignore[arg-type]
+                s.insertion_order,  # type: ignore[arg-type]
+                s.score,  # type: ignore[arg-type]
+                s.forward_batch_size,  # type: ignore[arg-type]
+                s.output_selector,
+            )
         )
     if "localization" in s.metrics and run.dataset.has_boxes:
         trackers.append(Localization(s.tolerance))
@@ -274,7 +295,10 @@ _COUNTERFACTUAL_COLUMNS = ["image", "method", "intervention", "mean_abs_change",
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k not in _RESUMABLE_KEYS}
+    """The settings that must match on resume; a setting added after a run was started counts as its
+    default there (every new setting's default reproduces the earlier behaviour)."""
+    defaults = asdict(EvaluationSettings(data=""))
+    return {k: v for k, v in (defaults | settings).items() if k not in _RESUMABLE_KEYS}
 
 
 def _restore(run: _Run) -> tuple[set[str], dict[str, str]]:
@@ -410,9 +434,8 @@ def _evaluate_batch(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Per-image rows, counterfactual rows and deletion/insertion curve rows of one batch."""
     s, model = run.settings, run.loaded.model
-    scorer = inference_copy(model)  # folded once per batch for every metric's forward passes
-    with torch.no_grad():
-        predicted = model(images).argmax(dim=1).tolist()
+    scorer = inference_runner(model)  # one checked copy per batch for every metric's forward passes
+    predicted = _predicted(model, images, s)
     targets = [int(sample.label) for sample in samples] if s.target == "label" else predicted  # type: ignore[arg-type]
     keys = [sample.key for sample in samples]
     with_boxes = [i for i, b in enumerate(boxes) if b]
@@ -467,6 +490,15 @@ def _evaluate_batch(
     return per_method, counterfactual_rows, curve_rows
 
 
+def _predicted(model: torch.nn.Module, images: Tensor, settings: EvaluationSettings) -> list[int]:
+    """Each image's top class (the class axis is dim 1; a dense output's scores averaged over positions)."""
+    with torch.no_grad():
+        scores = select_output(model(images), settings.output_selector)
+    if scores.dim() < 2:
+        raise ValueError(f"cannot pick a class from a model output of shape {tuple(scores.shape)}")
+    return scores.flatten(2).mean(dim=2).argmax(dim=1).tolist() if scores.dim() > 2 else scores.argmax(dim=1).tolist()
+
+
 def _checkpoint(run: _Run) -> dict[str, Any]:
     """What the in-memory summaries hold before a batch (to drop a batch that is cut short)."""
     return {
@@ -498,7 +530,7 @@ def _warm_up(run: _Run, todo: list[Sample]) -> None:
         return
     _, images, _ = loaded_batch
     with torch.no_grad():
-        target = run.loaded.model(images).argmax(dim=1).tolist()
+        target = _predicted(run.loaded.model, images, run.settings)
     for explainer in run.explainers.values():
         if isinstance(explainer, BaseCAM):
             explainer(images, targets=target)
@@ -559,7 +591,7 @@ def _sanity(run: _Run, samples: list[Sample], skipped: dict[str, str], log: Call
         return
     _, images, _ = loaded_batch
     with torch.no_grad():
-        targets = run.loaded.model(images).argmax(dim=1).tolist()
+        targets = _predicted(run.loaded.model, images, run.settings)
     if run.settings.target == "label":
         targets = [int(s.label) for s in chosen]  # type: ignore[arg-type]
     stages = randomization_stages(run.loaded.model)

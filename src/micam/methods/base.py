@@ -15,13 +15,14 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map_only
 
-from micam.capture import default_target_layer, model_state_preserved, record_activations, resolve_layers
+from micam.capture import default_explanation_layer, model_state_preserved, record_activations, resolve_layers
 from micam.capture.layers import LayerSpec
-from micam.targets import Target, TargetsSpec, normalize_targets, target_scores
+from micam.outputs import OutputSelector, select_output
+from micam.targets import Target, TargetsSpec, all_callables, normalize_targets, target_scores
 from micam.validation import check_activation, check_input, check_model
 
-OutputSelector = None | int | str | Callable[[Any], Tensor]
 ReshapeTransform = Callable[[Tensor], Tensor]
 
 
@@ -29,9 +30,9 @@ ReshapeTransform = Callable[[Tensor], Tensor]
 class LayerContext:
     """Everything a method may use to weight one layer's channels for one batch."""
 
-    inputs: Tensor  # (B, C, H, W) on the model's device
-    activations: Tensor  # (B, K, h, w), detached
-    gradients: Tensor | None  # (B, K, h, w) d(target score)/d(activations), gradient methods only
+    inputs: Tensor  # (B, C, *spatial): (B, C, L), (B, C, H, W) or (B, C, D, H, W), on the model's device
+    activations: Tensor  # (B, K, *layer spatial), detached
+    gradients: Tensor | None  # like activations: d(target score)/d(activations), gradient methods only
     targets: list[Target] | None  # one per sample; None for class-agnostic methods
     layer_name: str
 
@@ -52,10 +53,13 @@ class BaseCAM:
     ) -> None:
         """
         Args:
-            model: any ``nn.Module`` taking (B, C, H, W) images.
-            target_layers: modules or dotted names (``"features.18"``); None picks the block of the
-                last ``Conv2d`` (found by tracing the first call's input).
-            reshape_transform: maps a layer's raw output to (B, K, h, w) (e.g. ViT tokens).
+            model: any ``nn.Module`` taking (B, C, H, W) images, or (B, C, L) signals / (B, C, D, H, W)
+                volumes for Conv1d / Conv3d models.
+            target_layers: modules or dotted names (``"features.18"``); None picks
+                ``micam.capture.default_explanation_layer`` on the first call's input: the block of the last
+                convolution, a ConvNeXt's last stage, a segmentation backbone's last stage, and for ViT/DeiT/Swin
+                the last block's first norm with its token reshape.
+            reshape_transform: maps a layer's raw output to (B, K, *spatial) (e.g. ViT tokens to (B, K, h, w)).
             output_selector: picks the class scores from a model output that is not a tensor: an
                 index (tuple/list outputs), a key (dict outputs) or a callable.
             eval_mode: run the model in eval mode during a call (its modes are restored after).
@@ -66,17 +70,17 @@ class BaseCAM:
         self.output_selector = output_selector
         self.eval_mode = eval_mode
         self.last_layer_weights: dict[str, Tensor] = {}
-        self.last_output: Tensor | None = None
+        self.last_output: Any = None  # the selected model output of the last call (a tensor for classifiers)
 
     # ----------------------------------------------------------------- what a method defines
     def channel_weights(self, context: LayerContext) -> Tensor:
         """(B, K) weight of each channel of ``context.activations``."""
         raise NotImplementedError
 
-    def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, int]) -> Tensor:
-        """(B, H, W) unnormalized map of one layer at input size: ReLU at feature resolution, then
-        bilinear upsampling, as Grad-CAM and its successors define it."""
-        cam = torch.einsum("bk,bkhw->bhw", weights.to(context.activations.dtype), context.activations)
+    def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, ...]) -> Tensor:
+        """(B, *size) unnormalized map of one layer at input size: ReLU at feature resolution, then
+        (bi/tri)linear upsampling, as Grad-CAM and its successors define it."""
+        cam = weighted_sum(weights, context.activations)
         return upsample(cam.clamp(min=0)[:, None], size, "bilinear")[:, 0]
 
     # ----------------------------------------------------------------- the engine
@@ -101,7 +105,8 @@ class BaseCAM:
         self.last_output = None
 
     def __call__(self, input_tensor: Tensor, targets: TargetsSpec = None) -> Tensor:
-        """Explain a batch: (B, H, W) float32 maps in [0, 1] on the input's device."""
+        """Explain a batch: float32 maps in [0, 1] at the input's size, (B, H, W) for images ((B, L) and
+        (B, D, H, W) for 1-D and 3-D inputs), on the input's device."""
         check_input(input_tensor, self.model)
         device = _model_device(self.model, input_tensor.device)
         inputs = input_tensor.to(device)
@@ -112,7 +117,10 @@ class BaseCAM:
             )
         with model_state_preserved(self.model, self.eval_mode):
             if self._layers is None:
-                self._layers = [default_target_layer(self.model, inputs[:1])]
+                name, module, reshape = default_explanation_layer(self.model, inputs[:1])
+                self._layers = [(name, module)]
+                if self.reshape_transform is None:
+                    self.reshape_transform = reshape
             layers = self._layers
             recording = record_activations(
                 self.model,
@@ -121,8 +129,8 @@ class BaseCAM:
                 track_gradients=self.uses_gradients,
                 stop_early=self.class_agnostic,
             )
-            output = self._select_output(recording.output) if recording.finished else None
-            self.last_output = None if output is None else output.detach()
+            output = self._select_output(recording.output, targets) if recording.finished else None
+            self.last_output = None if output is None else tree_map_only(Tensor, Tensor.detach, output)
             target_list = None
             gradients: Sequence[Tensor | None] = [None] * len(layers)
             if not self.class_agnostic:
@@ -135,14 +143,14 @@ class BaseCAM:
             for (name, _), activation, gradient in zip(layers, recording.activations, gradients, strict=True):
                 context = LayerContext(
                     inputs=inputs,
-                    activations=self._to_maps(activation.detach(), name),
-                    gradients=None if gradient is None else self._to_maps(gradient, name),
+                    activations=self._to_maps(activation.detach(), name, inputs.dim() - 2),
+                    gradients=None if gradient is None else self._to_maps(gradient, name, inputs.dim() - 2),
                     targets=target_list,
                     layer_name=name,
                 )
                 with torch.no_grad():
                     weights = self.channel_weights(context)
-                    maps.append(self.layer_map(context, weights, tuple(inputs.shape[-2:])))
+                    maps.append(self.layer_map(context, weights, tuple(inputs.shape[2:])))
                 self.last_layer_weights[name] = weights.detach()
             del recording
         with torch.no_grad():
@@ -153,49 +161,61 @@ class BaseCAM:
             )
         return cam.float().to(input_tensor.device)
 
-    def _to_maps(self, tensor: Tensor, name: str) -> Tensor:
+    def _to_maps(self, tensor: Tensor, name: str, spatial_dims: int) -> Tensor:
         if self.reshape_transform is not None:
             tensor = self.reshape_transform(tensor)
-        return check_activation(tensor, name)
+        return check_activation(tensor, name, spatial_dims)
 
-    def _select_output(self, output: object) -> Tensor:
-        selector = self.output_selector
-        if selector is None:
-            selected = output
-        elif callable(selector):
-            selected = selector(output)
-        else:
-            selected = output[selector]  # type: ignore[index]
-        if not isinstance(selected, Tensor):
-            raise ValueError(
-                f"the model returned {type(output).__name__}, not a tensor of class scores; pass "
-                "output_selector=<index> for tuples, <key> for dicts, or a callable returning the scores"
-            )
-        return selected
+    def _select_output(self, output: object, targets: TargetsSpec = None) -> Any:
+        """The scores to explain; any output (a detector's list of dicts) when only callables read it."""
+        if self.output_selector is None and not isinstance(output, Tensor) and all_callables(targets):
+            return output
+        return select_output(output, self.output_selector)
 
 
-def upsample(maps: Tensor, size: tuple[int, int], mode: str) -> Tensor:
-    """Resize (B, K, h, w) maps to ``size``; bilinear uses half-pixel centres (align_corners=False)."""
-    if tuple(maps.shape[-2:]) == tuple(size):
+def spatial_axes(maps: Tensor) -> tuple[int, ...]:
+    """The spatial dimensions of (B, K, *spatial) maps: (2, 3) for images, (2,) or (2, 3, 4) for 1-D/3-D."""
+    return tuple(range(2, maps.dim()))
+
+
+def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
+    """sum_k weights[b, k] * activations[b, k]: (B, K) and (B, K, *spatial) -> (B, *spatial)."""
+    weights = weights.to(activations.dtype)
+    if activations.dim() == 4:  # images: the einsum the committed 2-D numbers were computed with
+        return torch.einsum("bk,bkhw->bhw", weights, activations)
+    flat = torch.einsum("bk,bkn->bn", weights, activations.flatten(2))
+    return flat.view(activations.shape[0], *activations.shape[2:])
+
+
+def upsample(maps: Tensor, size: tuple[int, ...], mode: str) -> Tensor:
+    """Resize (B, K, *spatial) maps to ``size`` (1, 2 or 3 spatial dimensions). "bilinear" means the
+    linear interpolation of the maps' dimensionality (linear, bilinear, trilinear) with half-pixel
+    centres (align_corners=False); other modes ("nearest") are passed as they are."""
+    size = tuple(size)
+    if tuple(maps.shape[-len(size) :]) == size:
         return maps
     if mode == "bilinear":
-        return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+        linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+        return F.interpolate(maps, size=size, mode=linear, align_corners=False)
     return F.interpolate(maps, size=size, mode=mode)
 
 
-def min_max_per_map(maps: Tensor) -> Tensor:
-    """Min-max scale each (h, w) map over the last two dimensions to [0, 1]; constant maps become zeros.
+def min_max_per_map(maps: Tensor, spatial_dims: int = 2) -> Tensor:
+    """Min-max scale each map over its last ``spatial_dims`` dimensions (2: (h, w) maps) to [0, 1];
+    constant maps become zeros.
 
     Silent (masks and channels may legitimately be constant); ``scale_to_unit`` warns for final CAMs.
     """
-    flat = maps.flatten(-2)
-    lo = flat.amin(dim=-1)[..., None, None]
-    span = (flat.amax(dim=-1)[..., None, None] - lo).clamp_min(torch.finfo(maps.dtype).tiny)
+    flat = maps.flatten(-spatial_dims)
+    keep = (*maps.shape[:-spatial_dims], *(1,) * spatial_dims)  # lo/hi broadcast over each map
+    lo = flat.amin(dim=-1).view(keep)
+    span = (flat.amax(dim=-1).view(keep) - lo).clamp_min(torch.finfo(maps.dtype).tiny)
     return (maps - lo) / span
 
 
 def scale_to_unit(maps: Tensor) -> Tensor:
-    """Min-max scale each (H, W) map of a (B, H, W) batch to [0, 1], warning when one is constant."""
+    """Min-max scale each map of a (B, *spatial) batch ((B, H, W) for images) to [0, 1], warning when
+    one is constant."""
     flat = maps.flatten(1)
     if bool((flat.amax(dim=1) <= flat.amin(dim=1)).any()):
         warnings.warn(
@@ -204,7 +224,7 @@ def scale_to_unit(maps: Tensor) -> Tensor:
             RuntimeWarning,
             stacklevel=3,
         )
-    return min_max_per_map(maps)
+    return min_max_per_map(maps, maps.dim() - 1)
 
 
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:

@@ -1,7 +1,8 @@
 """Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): projection on the first principal component.
 
-Each of the h*w positions is a K-vector of activations; after centring them per channel, the map
-is their projection on the first right singular vector v: map = Up(ReLU(sum_k v_k (A_k - mean A_k))).
+Each of the h*w positions (l or d*h*w for 1-D and 3-D layers) is a K-vector of activations; after
+centring them per channel, the map is their projection on the first right singular vector v:
+map = Up(ReLU(sum_k v_k (A_k - mean A_k))).
 Sign rule: an SVD fixes v only up to sign, so v is oriented to give the projection a non-negative
 covariance with the channel sum sum_k A_k (the map then highlights where the layer is active).
 Class-agnostic: no gradients, no targets, works on a headless encoder.
@@ -29,9 +30,9 @@ class EigenCAM(BaseCAM):
         sign = torch.where((projection * total).sum(dim=(1, 2)) < 0, -1.0, 1.0).to(direction)
         return (direction * sign[:, None]).to(context.activations.dtype)
 
-    def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, int]) -> Tensor:
-        b, _, h, w = context.activations.shape
-        projection = (self._centred_positions(context.activations) @ weights[:, :, None]).view(b, h, w)
+    def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, ...]) -> Tensor:
+        b, _, *spatial = context.activations.shape
+        projection = (self._centred_positions(context.activations) @ weights[:, :, None]).view(b, *spatial)
         return upsample(projection.clamp(min=0)[:, None], size, "bilinear")[:, 0]
 
     @staticmethod

@@ -1,13 +1,14 @@
 """Grad-CAM (Selvaraju et al., ICCV 2017).
 
 alpha_k = mean over positions of d y^c / d A_k;  map = Up(ReLU(sum_k alpha_k A_k)).
+Positions span every spatial dimension: L for 1-D, (h, w) for images, (d, h, w) for 3-D layers.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from micam.methods.base import BaseCAM, LayerContext
+from micam.methods.base import BaseCAM, LayerContext, spatial_axes
 
 
 class GradCAM(BaseCAM):
@@ -16,4 +17,4 @@ class GradCAM(BaseCAM):
     uses_gradients = True
 
     def channel_weights(self, context: LayerContext) -> Tensor:
-        return context.gradients.mean(dim=(2, 3))  # type: ignore[union-attr]
+        return context.gradients.mean(dim=spatial_axes(context.gradients))  # type: ignore[arg-type, union-attr]

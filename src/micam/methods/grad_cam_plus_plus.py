@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from micam.methods.base import BaseCAM, LayerContext
+from micam.methods.base import BaseCAM, LayerContext, spatial_axes
 
 
 class GradCAMPlusPlus(BaseCAM):
@@ -29,8 +29,9 @@ class GradCAMPlusPlus(BaseCAM):
         grads, activations = context.gradients, context.activations
         grads_2 = grads.pow(2)  # type: ignore[union-attr]
         grads_3 = grads_2 * grads
-        totals = activations.sum(dim=(2, 3), keepdim=True)
+        axes = spatial_axes(activations)  # all positions, whatever the dimensionality
+        totals = activations.sum(dim=axes, keepdim=True)
         denominator = 2 * grads_2 + totals * grads_3 + self.eps
         defined = (grads != 0) & (denominator != 0)
         coefficient = torch.where(defined, grads_2 / torch.where(defined, denominator, 1), 0)
-        return (coefficient * grads.clamp(min=0)).sum(dim=(2, 3))  # type: ignore[union-attr]
+        return (coefficient * grads.clamp(min=0)).sum(dim=axes)  # type: ignore[union-attr]

@@ -8,6 +8,11 @@ formed at feature resolution and upsampled once (same values, K times less work)
 Class-agnostic: no gradients, no targets; the forward pass stops after the target layer, so a
 headless encoder works as well as a classifier.
 
+1-D signals (B, C, L) and 3-D volumes (B, C, D, H, W) work the same way: the MI is taken over all
+L or D*H*W positions, "bilinear" upsampling is linear or trilinear, the gray signal is the luma of
+3 channels or the mean of any other number, and a blur is the same separable Gaussian along every
+axis. Their MI always takes the straightforward torch route (the fused CPU kernels are 2-D only).
+
 Choices the paper leaves open, with their defaults (``preset="authors"`` reproduces the authors'
 public code: raw 0-255 RGB input, nearest upsampling, their luma, the distinct-value estimator, an
 11x11 sigma-7 blur, and a real ReLU where their code has ``np.max(cam, 0)``):
@@ -30,12 +35,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from micam.estimators import DEFAULT_BINS, ESTIMATORS, upsampled_mutual_information
 from micam.imaging import BT601_LUMA, gaussian_blur, grayscale
-from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample
+from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample, weighted_sum
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
@@ -129,16 +133,16 @@ class MICAM(BaseCAM):
 
     def channel_weights(self, context: LayerContext) -> Tensor:
         """MI of every upsampled map with the gray input, without materializing the upsampled layer:
-        fused kernels on CPU where they are exact, else a bounded chunk of maps at a time."""
+        fused kernels on CPU where they are exact (images), else a bounded chunk of maps at a time."""
         inputs, activations = context.inputs, context.activations
         gray = grayscale(inputs, self.luma, self.pixel_mean, self.pixel_std)
         return upsampled_mutual_information(activations, gray, self.upsample_mode, self.estimator, self.bins)
 
-    def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, int]) -> Tensor:
+    def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, ...]) -> Tensor:
         activations = context.activations
         if self.normalize_maps:
-            activations = min_max_per_map(activations)
-        weighted = torch.einsum("bk,bkhw->bhw", weights.to(activations.dtype), activations)
+            activations = min_max_per_map(activations, activations.dim() - 2)
+        weighted = weighted_sum(weights, activations)
         cam = upsample(weighted[:, None], size, self.upsample_mode)[:, 0]
         if self.blur is not None:
             cam = gaussian_blur(cam, int(self.blur[0]), float(self.blur[1]))

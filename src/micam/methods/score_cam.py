@@ -15,8 +15,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from micam.capture.inference import inference_copy, preferred_layout
+from micam.capture.inference import InferenceRunner, inference_runner, preferred_layout
 from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample
+from micam.outputs import as_scores, check_score_kind
 from micam.targets import target_scores
 
 _SHAPE_STEP = 64  # chunk sizes on CUDA are multiples of this, so cuDNN tunes few shapes
@@ -38,13 +39,12 @@ class ScoreCAM(BaseCAM):
         super().__init__(*args, **kwargs)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if score not in ("probability", "logit"):
-            raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
+        check_score_kind(score)
         self.batch_size, self.score, self.subtract_baseline = batch_size, score, subtract_baseline
 
     def channel_weights(self, context: LayerContext) -> Tensor:
         inputs, activations, targets = context.inputs, context.activations, context.targets
-        size = tuple(inputs.shape[-2:])
+        size = tuple(inputs.shape[2:])  # (L), (H, W) or (D, H, W)
         b, k = activations.shape[:2]
         weights = torch.zeros(b, k, dtype=inputs.dtype, device=inputs.device)
         flat = activations.flatten(2)
@@ -58,11 +58,12 @@ class ScoreCAM(BaseCAM):
         rows = self.batch_size if fixed_shapes else min(self.batch_size, total)
         buffer = torch.zeros((rows, *inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device)
         image_list = images.tolist()
-        scorer = inference_copy(self.model) if self.eval_mode else self.model  # same function, faster
+        # The checked inference copy (same function, faster); a train-mode call runs the model as it is.
+        scorer = inference_runner(self.model) if self.eval_mode else self.model
         for start in range(0, total, rows):
             index, chunk = images[start : start + rows], channels[start : start + rows]
             n = index.numel()
-            masks = min_max_per_map(upsample(activations[index, chunk][None], size, "bilinear")[0])
+            masks = min_max_per_map(upsample(activations[index, chunk][None], size, "bilinear")[0], len(size))
             torch.index_select(inputs, 0, index, out=buffer[:n]).mul_(masks[:, None])
             # cuDNN autotunes every new batch shape: round a short last chunk up instead of making a new one.
             used = min(rows, -(-n // _SHAPE_STEP) * _SHAPE_STEP) if fixed_shapes else n
@@ -78,9 +79,10 @@ class ScoreCAM(BaseCAM):
         """True where cuDNN autotunes each new input shape (then chunks are padded to few sizes)."""
         return inputs.is_cuda and torch.backends.cudnn.benchmark
 
-    def _scores(self, scorer: nn.Module, batch: Tensor, targets: list) -> Tensor:  # type: ignore[type-arg]
-        """The target score of each row of ``batch`` (one target per row)."""
-        output = self._select_output(scorer(preferred_layout(batch)))
+    def _scores(self, scorer: nn.Module | InferenceRunner, batch: Tensor, targets: list) -> Tensor:  # type: ignore[type-arg]
+        """The target score of each row of ``batch`` (one target per row); probabilities are taken
+        over the class axis (dim 1), also for dense (B, C, H, W) outputs."""
+        output = self._select_output(scorer(batch if isinstance(scorer, InferenceRunner) else preferred_layout(batch)))
         if self.score == "probability":
-            output = torch.softmax(output, dim=-1)
+            output = as_scores(output, "probability")
         return target_scores(targets, output)

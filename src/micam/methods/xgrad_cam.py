@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from micam.methods.base import BaseCAM, LayerContext
+from micam.methods.base import BaseCAM, LayerContext, spatial_axes
 
 # Guards channels whose activations sum to zero (their weight is then 0).
 _EPS = 1e-7
@@ -20,5 +20,6 @@ class XGradCAM(BaseCAM):
 
     def channel_weights(self, context: LayerContext) -> Tensor:
         activations, gradients = context.activations, context.gradients
-        totals = activations.sum(dim=(2, 3), keepdim=True)
-        return (gradients * activations / (totals + _EPS)).sum(dim=(2, 3))  # type: ignore[operator]
+        axes = spatial_axes(activations)  # all positions, whatever the dimensionality
+        totals = activations.sum(dim=axes, keepdim=True)
+        return (gradients * activations / (totals + _EPS)).sum(dim=axes)  # type: ignore[operator]

@@ -15,11 +15,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from micam.capture.inference import InferenceRunner, inference_runner
 from micam.metrics.scores import ScoreKind, check_maps, class_scores
+from micam.outputs import OutputSelector
 
 
 def paper_drop_increase(
-    model: nn.Module,
+    model: nn.Module | InferenceRunner,
     images: Tensor,
     maps: Tensor,
     classes: Sequence[int] | Tensor,
@@ -27,19 +29,21 @@ def paper_drop_increase(
     baseline: float | Tensor = 0.0,
     score: ScoreKind = "probability",
     batch_size: int = 64,
+    output_selector: OutputSelector = None,
 ) -> dict[str, Tensor]:
     """Per-image AD and AI in percent (the paper's hard-threshold form) and the scores behind them.
 
     ``baseline`` is a number or a tensor broadcastable to the images, e.g. the per-channel value of
-    a black pixel after normalization, (1, 3, 1, 1).
+    a black pixel after normalization, (1, 3, 1, 1). ``output_selector`` as in the methods.
     """
     check_maps(images, maps)
+    model = inference_runner(model)  # one checked copy for the three passes
     keep = (maps >= threshold)[:, None]
     empty_images = torch.as_tensor(baseline, dtype=images.dtype, device=images.device).expand_as(images)
     masked = torch.where(keep, images, empty_images)
-    full = class_scores(model, images, classes, score, batch_size)
-    focused = class_scores(model, masked, classes, score, batch_size)
-    empty = class_scores(model, empty_images, classes, score, batch_size)
+    full = class_scores(model, images, classes, score, batch_size, output_selector)
+    focused = class_scores(model, masked, classes, score, batch_size, output_selector)
+    empty = class_scores(model, empty_images, classes, score, batch_size, output_selector)
     return {
         "average_drop": 100 * (full - focused).clamp(min=0) / full,
         "average_increase": 100 * (focused - empty).clamp(min=0) / focused,
@@ -50,17 +54,19 @@ def paper_drop_increase(
 
 
 def classic_drop_increase(
-    model: nn.Module,
+    model: nn.Module | InferenceRunner,
     images: Tensor,
     maps: Tensor,
     classes: Sequence[int] | Tensor,
     score: ScoreKind = "probability",
     batch_size: int = 64,
+    output_selector: OutputSelector = None,
 ) -> dict[str, Tensor]:
     """Per-image Grad-CAM++ drop (percent) and increase (0/1) with the soft mask X * map."""
     check_maps(images, maps)
-    full = class_scores(model, images, classes, score, batch_size)
-    explained = class_scores(model, images * maps[:, None], classes, score, batch_size)
+    model = inference_runner(model)
+    full = class_scores(model, images, classes, score, batch_size, output_selector)
+    explained = class_scores(model, images * maps[:, None], classes, score, batch_size, output_selector)
     return {
         "average_drop": 100 * (full - explained).clamp(min=0) / full,
         "increase_in_confidence": (explained > full).to(full.dtype),

@@ -11,15 +11,17 @@ All (image, step) variants are scored in large batches, never one forward pass p
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from micam.capture.inference import inference_copy
+from micam.capture.inference import InferenceRunner, inference_runner
 from micam.imaging import gaussian_blur
 from micam.metrics.scores import ScoreKind, check_maps, class_scores
+from micam.outputs import OutputSelector
 
 Baseline = Literal["zero", "blur", "mean"]
 
@@ -48,7 +50,7 @@ def auc(curves: Tensor) -> Tensor:
 
 
 def deletion_insertion(
-    model: nn.Module,
+    model: nn.Module | InferenceRunner,
     images: Tensor,
     maps: Tensor,
     classes: Sequence[int] | Tensor,
@@ -57,8 +59,10 @@ def deletion_insertion(
     insertion_order: Literal["standard", "paper"] = "standard",
     score: ScoreKind = "probability",
     batch_size: int = 128,
+    output_selector: OutputSelector = None,
 ) -> dict[str, Tensor]:
-    """Per-image deletion and insertion curves (B, steps + 1) and their AUCs (B,)."""
+    """Per-image deletion and insertion curves (B, steps + 1) and their AUCs (B,).
+    ``output_selector`` as in the methods."""
     check_maps(images, maps)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -70,11 +74,12 @@ def deletion_insertion(
     counts = (torch.arange(steps + 1, device=images.device) * per_step).clamp(max=pixels)
     if insertion_order not in ("standard", "paper"):
         raise ValueError(f"insertion_order must be 'standard' or 'paper', got {insertion_order!r}")
-    model = inference_copy(model)  # folded once here rather than in every chunk's class_scores
+    runner = inference_runner(model)  # one checked copy for every chunk's class_scores
     descending = _ranks(maps, descending=True)
     ascending = descending if insertion_order == "standard" else _ranks(maps, descending=False)
-    deletion = _curve(model, images, base, descending, counts, classes, score, batch_size)
-    insertion = _curve(model, base, images, ascending, counts, classes, score, batch_size)
+    scorer = partial(class_scores, runner, score=score, batch_size=batch_size, output_selector=output_selector)
+    deletion = _curve(scorer, images, base, descending, counts, classes, batch_size)
+    insertion = _curve(scorer, base, images, ascending, counts, classes, batch_size)
     return {
         "deletion_curve": deletion,
         "insertion_curve": insertion,
@@ -93,13 +98,12 @@ def _ranks(maps: Tensor, descending: bool) -> Tensor:
 
 
 def _curve(
-    model: nn.Module,
+    scorer: Callable[[Tensor, Tensor], Tensor],
     start: Tensor,
     end: Tensor,
     ranks: Tensor,
     counts: Tensor,
     classes: Tensor,
-    score: ScoreKind,
     batch_size: int,
 ) -> Tensor:
     """Scores of start images whose first counts[s] ranked pixels come from end, for every s."""
@@ -111,5 +115,5 @@ def _curve(
         image_index, step_index = chunk[:, 0], chunk[:, 1]
         changed = (ranks[image_index] < counts[step_index][:, None, None])[:, None]
         batch = torch.where(changed, end[image_index], start[image_index])
-        results.append(class_scores(model, batch, classes[image_index], score, batch_size))
+        results.append(scorer(batch, classes[image_index]))
     return torch.cat(results).view(b, n_steps)

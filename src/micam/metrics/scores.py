@@ -3,38 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from micam.capture import model_state_preserved
-from micam.capture.inference import inference_copy, preferred_layout
+from micam.capture.inference import InferenceRunner, inference_runner
+from micam.outputs import OutputSelector, ScoreKind, as_scores, check_score_kind, gather_classes, select_output
 
-ScoreKind = Literal["probability", "logit"]
+__all__ = ["ScoreKind", "check_maps", "class_scores"]
 
 
 def class_scores(
-    model: nn.Module,
+    model: nn.Module | InferenceRunner,
     images: Tensor,
     classes: Sequence[int] | Tensor,
     score: ScoreKind = "probability",
     batch_size: int = 64,
+    output_selector: OutputSelector = None,
 ) -> Tensor:
-    """(N,) score of ``classes[i]`` on ``images[i]``, computed ``batch_size`` images at a time, no graph."""
-    if score not in ("probability", "logit"):
-        raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
+    """(N,) score of ``classes[i]`` on ``images[i]``, computed ``batch_size`` images at a time, no graph.
+
+    The model runs through its checked inference copy (``micam.capture.inference``; pass a runner to
+    share one). Scores are read as ``micam.outputs`` defines them: softmax over dim 1 (sigmoid for a
+    single unit) and, for dense (B, C, ...) outputs, the class's mean over the positions.
+    """
+    check_score_kind(score)
     classes = torch.as_tensor(classes, device=images.device).long().reshape(-1)
     if classes.numel() != images.shape[0]:
         raise ValueError(f"{classes.numel()} classes for {images.shape[0]} images; pass one class per image")
     parts = []
-    runner = inference_copy(model)  # batch norm folded into the convolutions: same function, faster
-    with model_state_preserved(runner), torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            output = runner(preferred_layout(images[start : start + batch_size]))
-            if score == "probability":
-                output = torch.softmax(output, dim=1)
-            parts.append(output.gather(1, classes[start : start + batch_size, None])[:, 0])
+    runner = inference_runner(model)
+    for start in range(0, images.shape[0], batch_size):
+        output = select_output(runner(images[start : start + batch_size]), output_selector)
+        parts.append(gather_classes(as_scores(output, score), classes[start : start + batch_size]))
     return torch.cat(parts) if parts else images.new_zeros(0)
 
 

