@@ -28,8 +28,7 @@ if __name__ == "__main__":
     except ImportError:  # a checkout without an install
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from micam import models
-from micam.capture import inference
+from micam import inference, models
 from micam.methods import ScoreCAM
 from micam.metrics import deletion_insertion
 
@@ -51,7 +50,7 @@ def timed(work: Callable[[], object], repeats: int, device: str) -> float:
 
 def speed_ups(enabled: bool) -> contextlib.AbstractContextManager[None]:
     """micam's inference copy and layout on (as micam runs) or off (the model as it is), switched
-    through the owner of the copy, ``micam.capture.inference``."""
+    through the owner of the copy, ``micam.inference``."""
     return contextlib.nullcontext() if enabled else inference.plain_inference()
 
 

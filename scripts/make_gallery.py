@@ -1,4 +1,4 @@
-"""Draw the README's gallery from the bundled CC0 photos (examples/): every method side by side, and
+"""Draw the README's gallery from the bundled CC0 photos (micam.examples): every method side by side, and
 for the cat photo the deletion/insertion curves (Fig. 3's metric), the channel weights (Fig. 9) and
 MI-CAM's weights before and after blurring the cat's eyes and nose (Fig. 7).
 
@@ -12,23 +12,22 @@ from pathlib import Path
 
 import torch
 
-from micam import models, plot
-from micam.evaluation.datasets import black_pixel, read_rgb
+from micam import examples, models, plot
+from micam.evaluation.datasets import black_pixel
 from micam.methods import METHODS
 from micam.methods.factory import make_method
 from micam.metrics import deletion_insertion
 from micam.metrics.counterfactual import blur_box, counterfactual_weights
-from micam.reports import restore_image
+from micam.plot.overlay import restore_image
 
 REPO = Path(__file__).resolve().parents[1]
-CAT_FACE = (40, 50, 190, 170)  # eyes and nose of examples/chelsea.png after the 224 centre crop
+CAT_FACE = (40, 50, 190, 170)  # eyes and nose of chelsea.png after the 224 centre crop
 
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "gallery"
     loaded = models.load("mobilenet_v2")
-    photos = [REPO / "examples" / name for name in ("chelsea.png", "coffee.png")]
-    x = torch.stack([loaded.preprocess(read_rgb(p)) for p in photos])
+    x = torch.stack([loaded.preprocess(examples.photo(name)) for name in examples.PHOTOS])
     with torch.no_grad():
         targets = loaded.model(x).argmax(dim=1).tolist()
     maps, weights = {}, {}

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from micam.evaluation import EvaluationSettings, evaluate
-from micam.reports.machine import device_name
+from micam.evaluation.store import PER_IMAGE, RESULTS, SETTINGS
+from micam.runtime import device_name
 
 NOT_METRICS = {"image", "label", "predicted", "target", "correct", "method", "seconds"}
 
@@ -88,8 +89,8 @@ def main() -> None:
     parser.add_argument("--images", default="1-4", help="1-based positions in the data (default: 1-4)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    saved = json.loads((args.run / "settings.json").read_text())
-    results = json.loads((args.run / "results.json").read_text())
+    saved = json.loads((args.run / SETTINGS).read_text())
+    results = json.loads((args.run / RESULTS).read_text())
     chosen = positions(args.images)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
@@ -104,8 +105,8 @@ def main() -> None:
             "metrics": [m for m in saved["metrics"] if m not in ("counterfactual", "sanity")],
         }
         evaluate(EvaluationSettings(**values))
-        again = read_rows(folder / "out" / "per_image.csv")
-    committed = read_rows(args.run / "per_image.csv")
+        again = read_rows(folder / "out" / PER_IMAGE)
+    committed = read_rows(args.run / PER_IMAGE)
     missing = sorted({image for image, _ in again} - {image for image, _ in committed})
     if missing:
         raise SystemExit(f"{args.run} has no rows for {missing}")

@@ -38,7 +38,7 @@ def test_benchmark_rejects_unknown_methods(tmp_path, capsys):
 def test_reports_name_the_device_one_way():
     import torch
 
-    from micam.reports.machine import device_name
+    from micam.runtime import device_name
 
     name = device_name("cpu")
     assert name.startswith("CPU ") and name.endswith(f", {torch.get_num_threads()} threads")

@@ -14,10 +14,18 @@ from torchvision.transforms import InterpolationMode
 from conftest import SHARED_DATA, TinyCNN, needs_mobilenet_weights, needs_shared_data
 from micam import models
 from micam.cli.main import main
-from micam.evaluation import CentreGaussian, RandomMap, read_dataset, runner
+from micam.evaluation import CentreGaussian, RandomMap, read_dataset, store
 from micam.evaluation.datasets import Sample, black_pixel, prepare, read_rgb
 from micam.methods.factory import make_method
-from micam.metrics import DeletionInsertion, DropIncrease, Localization, box_mask, counterfactual_weights, summarize
+from micam.metrics import (
+    DeletionInsertion,
+    DropIncrease,
+    Localization,
+    MetricBatch,
+    box_mask,
+    counterfactual_weights,
+    summarize,
+)
 from micam.models import LoadedModel
 from test_metrics import LEFT, ONES, LeftHalfMean
 
@@ -33,9 +41,9 @@ def test_drop_increase_tracker_updates_summarizes_resets_and_extends():
     tracker = DropIncrease(score="logit")
     quadrant = torch.zeros(1, 4, 4)
     quadrant[0, :2, :2] = 1.0
-    first = tracker.update(LeftHalfMean(), ONES, quadrant, [0])  # Y = 1, O = 0.5: AD 50, AI 100
+    first = tracker.update(MetricBatch(ONES, quadrant, [0], LeftHalfMean()))  # Y = 1, O = 0.5: AD 50, AI 100
     assert first["average_drop"].tolist() == pytest.approx([50.0])
-    tracker.update(LeftHalfMean(), ONES, LEFT, [0])  # keeps the whole left half: AD 0, AI 100
+    tracker.update(MetricBatch(ONES, LEFT, [0], LeftHalfMean()))  # keeps the whole left half: AD 0, AI 100
     summary = tracker.summary()
     assert summary["average_drop"]["mean"] == pytest.approx(25.0)
     assert summary["average_drop"]["std"] == pytest.approx(math.sqrt(2 * 25.0**2))  # sample std of (50, 0)
@@ -50,7 +58,7 @@ def test_drop_increase_with_a_per_channel_baseline_tensor():
     # The baseline black pixel of a model normalized with mean 0.5 / std 0.5 is -1 in every channel.
     baseline = torch.full((1, 1, 1, 1), -1.0)
     tracker = DropIncrease(score="logit", baseline=baseline)
-    result = tracker.update(LeftHalfMean(), ONES, _top_left(), [0])
+    result = tracker.update(MetricBatch(ONES, _top_left(), [0], LeftHalfMean()))
     # Kept: top-left quadrant (value 1); the rest of the left half becomes -1: O = (4 - 4) / 8 = 0.
     assert result["average_drop"].tolist() == pytest.approx([100.0])
 
@@ -63,7 +71,7 @@ def _top_left() -> torch.Tensor:
 
 def test_deletion_insertion_tracker_keeps_curves():
     tracker = DeletionInsertion(steps=4, score="logit")
-    tracker.update(LeftHalfMean(), ONES, LEFT, [0])
+    tracker.update(MetricBatch(ONES, LEFT, [0], LeftHalfMean()))
     # Left half first, 4 pixels per step: deletion 1, .5, 0, 0, 0; insertion 0, .5, 1, 1, 1.
     curves = tracker.mean_curves()
     assert curves["deletion"].tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0, 0.0])
@@ -76,9 +84,13 @@ def test_localization_tracker_strict_and_tolerant_pointing_and_ebpg_percent():
     maps[0, 0, 0] = 1.0  # peak at the corner, 10 px left of the box
     maps[0, 20, 20] = 0.5
     tracker = Localization(tolerance=15)
-    values = tracker.update(maps, [[(10, 0, 30, 30)]])
-    assert values["pointing_game"].item() == 1.0 and values["pointing_game_strict"].item() == 0.0
-    assert values["ebpg"].item() == pytest.approx(100 * 0.5 / 1.5)
+    values = tracker.update(
+        MetricBatch(torch.zeros(2, 3, 40, 40), torch.cat([maps, maps]), [0, 0], boxes=[[(10, 0, 30, 30)], []])
+    )
+    assert values["pointing_game"][0].item() == 1.0 and values["pointing_game_strict"][0].item() == 0.0
+    assert values["ebpg"][0].item() == pytest.approx(100 * 0.5 / 1.5)
+    assert all(math.isnan(values[name][1].item()) for name in tracker.names)  # no boxes: undefined, not a miss
+    assert tracker.summary()["pointing_game"] == {"mean": 1.0, "std": 0.0, "n": 1, "n_undefined": 1}
 
 
 def test_reference_maps():
@@ -212,7 +224,7 @@ def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monk
     # A run cut in the middle of a batch: that batch is neither in the CSV nor in the summaries.
     cut = tmp_path / "cut"
     calls = {"n": 0}
-    original = runner._append_csv
+    original = store.append_csv
 
     def interrupt_second_commit(path, columns, rows):
         if path.name == "per_image.csv":
@@ -221,7 +233,7 @@ def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monk
                 raise KeyboardInterrupt
         original(path, columns, rows)
 
-    monkeypatch.setattr(runner, "_append_csv", interrupt_second_commit)
+    monkeypatch.setattr(store, "append_csv", interrupt_second_commit)
     cut_args = ["evaluate", "--data", str(annotations), "--out", str(cut), "--steps", "4", "--batch-size", "1"]
     cut_args += ["--methods", "grad-cam,random", "--metrics", "drop-increase", "--limit", "3"]
     assert main(cut_args) == 130
@@ -229,7 +241,7 @@ def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monk
     assert len(_rows(cut / "per_image.csv")) == 2 and results["n_images"] == 1 and results["n_requested"] == 3
     assert "on 1 of 3 images (unfinished" in (cut / "results.md").read_text().splitlines()[0]
     assert {m["average_drop"]["n"] for m in results["methods"].values()} == {1}
-    monkeypatch.setattr(runner, "_append_csv", original)
+    monkeypatch.setattr(store, "append_csv", original)
     assert main([*cut_args, "--resume"]) == 0
     assert json.loads((cut / "results.json").read_text())["methods"]["grad-cam"]["average_drop"]["n"] == 3
     assert (cut / "results.md").read_text().splitlines()[0].endswith("on 3 images")
@@ -256,7 +268,7 @@ def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monk
 def test_progress_line_reports_share_rate_and_eta():
     import io
 
-    from micam.reports.progress import Progress, format_seconds
+    from micam.runtime import Progress, format_seconds
 
     stream = io.StringIO()
     progress = Progress(4, "job", stream=stream, every=0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from micam.capture.inference import foldable_pairs, in_place_activations, inference_copy, preferred_layout
+from micam.inference import foldable_pairs, in_place_activations, inference_copy, preferred_layout
 from micam.metrics import class_scores
 
 

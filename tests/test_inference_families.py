@@ -10,9 +10,8 @@ import torch
 import torchvision
 from torch import nn
 
-from micam import ScoreCAM
-from micam.capture import inference
-from micam.capture.inference import (
+from micam import ScoreCAM, inference
+from micam.inference import (
     InferenceRunner,
     copy_changes,
     foldable_pairs,
@@ -184,3 +183,28 @@ def test_dict_outputs_are_checked_leaf_by_leaf_and_scored_with_an_output_selecto
         class_scores(model, x, [0, 1])
     scores = class_scores(model, x, [0, 2], score="logit", output_selector="logits")
     torch.testing.assert_close(scores, expected["logits"][[0, 1], [0, 2]], rtol=1e-5, atol=1e-6)
+
+
+def test_runners_share_one_copy_until_the_model_changes():
+    torch.manual_seed(4)
+    model = _randomize_norms(
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    )
+    x = torch.randn(2, 3, 8, 8)
+    first, second = InferenceRunner(model), InferenceRunner(model)
+    assert first.fast is second.fast is inference.shared_copy(model)  # one deep copy for every call site
+    with torch.no_grad():
+        model[0].weight.mul_(2.0)  # an in-place change bumps the version counter: a new copy
+    changed = InferenceRunner(model)
+    assert changed.fast is not first.fast
+    with torch.no_grad():
+        torch.testing.assert_close(changed(x), model.eval()(x), rtol=1e-5, atol=1e-5)
+    model[0].weight.data.mul_(0.5)  # through .data: no version bump, so the shared copy is stale ...
+    stale = InferenceRunner(model)
+    assert stale.fast is changed.fast
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ... and the first batch's check makes it anew, without a warning
+        got = stale(x)
+    assert stale.fast is not changed.fast
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(x), rtol=1e-5, atol=1e-5)

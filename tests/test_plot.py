@@ -11,7 +11,7 @@ from conftest import EXAMPLES, needs_mobilenet_weights
 from micam import models, plot
 from micam.methods import MICAM, GradCAM
 from micam.metrics import counterfactual_weights, set_box
-from micam.reports import restore_image
+from micam.plot.overlay import restore_image
 
 
 @pytest.fixture(scope="module")

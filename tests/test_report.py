@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from micam.cli.main import main
 from micam.evaluation.tables import markdown_report
 from micam.reports.html import build_report, markdown_to_html
 
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
@@ -66,6 +69,22 @@ def test_report_holds_tables_figures_and_settings_inline(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="nothing to report"):
         build_report(tmp_path / "empty")
+
+
+def test_report_over_several_models_has_the_results_pages_overview(tmp_path):
+    """Over docs/results (three models), the report shows the cross-model overview of docs/results.md."""
+    page = build_report(DOCS / "results")
+    committed = (DOCS / "results.md").read_text().splitlines()
+    title = next(line for line in committed if line.startswith("## At a glance"))
+    assert f"<h2>{html.escape(title[3:])}</h2>" in page
+    rows = [line for line in committed if re.match(r"\| \w+ \([\d,]+\) \|", line)]
+    assert len(rows) == len(list((DOCS / "results").glob("*/results.json")))
+    for row in rows:  # the same cells: MI-CAM's mean, rank and paired verdicts per metric and model
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" in page
+    across = next(line for line in committed if line.startswith("Across the "))
+    assert html.escape(across, quote=False) in page
+    assert "At a glance" not in build_report(_results_folder(tmp_path))  # one model: no overview
 
 
 def test_markdown_subset():

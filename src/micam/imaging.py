@@ -1,4 +1,4 @@
-"""Small image operations shared by methods and reports: grayscale, Gaussian blur.
+"""Small image operations shared by methods, estimators and reports: upsampling, grayscale, Gaussian blur.
 
 Both take any number of spatial dimensions (1-D signals, images, 3-D volumes); images keep the
 exact operations the committed results were computed with.
@@ -14,6 +14,28 @@ from torch import Tensor
 
 # ITU-R BT.601 luma, the usual RGB -> gray weights (the MI-CAM authors use 0.2989/0.5870/0.1140).
 BT601_LUMA = (0.299, 0.587, 0.114)
+# The upsampling modes MI-CAM offers (and its fused kernels implement).
+UPSAMPLE_MODES = ("bilinear", "nearest")
+
+
+def upsample(maps: Tensor, size: Sequence[int], mode: str) -> Tensor:
+    """Resize (B, K, *spatial) maps to ``size`` (1, 2 or 3 spatial dimensions). "bilinear" means the
+    linear interpolation of the maps' dimensionality (linear, bilinear, trilinear) with half-pixel
+    centres (align_corners=False); other modes ("nearest") are passed as they are."""
+    size = tuple(size)
+    if tuple(maps.shape[-len(size) :]) == size:
+        return maps
+    if mode == "bilinear":
+        linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+        return F.interpolate(maps, size=size, mode=linear, align_corners=False)
+    return F.interpolate(maps, size=size, mode=mode)
+
+
+def check_upsample_mode(mode: object) -> str:
+    """``mode`` if it is one of ``UPSAMPLE_MODES``, else a ValueError naming them."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample_mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
+    return mode
 
 
 def grayscale(

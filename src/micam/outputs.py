@@ -9,11 +9,13 @@ output unit (a binary classifier's logit: a softmax over one unit would always b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_flatten
 
 OutputSelector = None | int | str | Callable[[Any], Tensor]
 ScoreKind = Literal["probability", "logit"]
@@ -28,7 +30,7 @@ def select_output(output: object, selector: OutputSelector) -> Tensor:
         selected = selector(output)
     else:
         try:
-            selected = output[selector]  # type: ignore[index]
+            selected = cast(Any, output)[selector]  # any indexable output; the errors are caught below
         except (KeyError, IndexError, TypeError) as error:
             raise ValueError(
                 f"output_selector={selector!r} does not pick anything from the model's {type(output).__name__} "
@@ -78,3 +80,31 @@ def class_probabilities(output: Tensor) -> Tensor:
     """(B, C) probabilities of every class (a dense output's averaged over the positions)."""
     probabilities = as_scores(output, "probability")
     return probabilities.flatten(2).mean(dim=2) if probabilities.dim() > 2 else probabilities
+
+
+def largest_difference(fast: Any, plain: Any) -> tuple[float, float]:
+    """Largest |fast - plain| over every tensor of two model outputs of the same structure (tensors,
+    tuples, dicts, nested), and the largest |plain|; inf where the structures, shapes or NaN positions
+    differ. How the inference copy's outputs are held against the model's."""
+    fast_leaves, fast_spec = tree_flatten(fast)
+    plain_leaves, plain_spec = tree_flatten(plain)
+    if fast_spec != plain_spec:
+        return math.inf, 0.0
+    difference, scale = 0.0, 0.0
+    for a, b in zip(fast_leaves, plain_leaves, strict=True):
+        if not isinstance(b, Tensor):
+            continue
+        if not isinstance(a, Tensor) or a.shape != b.shape:
+            return math.inf, 0.0
+        if b.numel() == 0 or not b.is_floating_point():
+            if not torch.equal(a, b):
+                return math.inf, 0.0
+            continue
+        a, b = a.double(), b.double()
+        finite = b.isfinite()
+        if not torch.equal(finite, a.isfinite()):
+            return math.inf, 0.0
+        if bool(finite.any()):
+            difference = max(difference, float((a - b)[finite].abs().max()))
+            scale = max(scale, float(b[finite].abs().max()))
+    return difference, scale

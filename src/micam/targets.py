@@ -20,7 +20,7 @@ detection (torchvision)            ``DetectionBoxTarget(labels, boxes)``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -209,7 +209,8 @@ def target_scores(targets: Sequence[Target], output: Any) -> Tensor:
     (for a dense (B, C, ...) output, a class's score is its mean over the positions)."""
     if all(type(t) is ClassifierOutputTarget for t in targets):
         logits = _class_scores(output, reduce=False)
-        return gather_classes(logits, [t.category for t in targets])  # type: ignore[attr-defined]
+        classes = cast(Sequence[ClassifierOutputTarget], targets)  # every target is one
+        return gather_classes(logits, [t.category for t in classes])
     scores = [torch.as_tensor(t(sample)) for t, sample in zip(targets, output, strict=True)]
     return torch.stack([s.reshape(()) if s.numel() == 1 else s.sum() for s in scores])
 

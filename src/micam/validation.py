@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 
@@ -38,7 +40,7 @@ def check_input(x: object, model: nn.Module) -> Tensor:
     if spatial is not None and x.dim() != spatial + 2:
         raise ValueError(
             f"input must be {spatial + 2}-D {layout} for this model (its first conv is {type(stem).__name__}), "
-            f"got shape {tuple(x.shape)}{_layout_hint(x, stem)}"  # type: ignore[arg-type]
+            f"got shape {tuple(x.shape)}{_layout_hint(x, cast(_ConvNd, stem))}"  # spatial is set from a stem
         )
     if x.shape[0] == 0:
         raise ValueError("input batch is empty (B = 0); pass at least one image")

@@ -9,16 +9,16 @@ spatial output, found by one traced forward pass, with dense-prediction heads sk
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 import torch
 from torch import Tensor, nn
 
-from micam.capture.reshape import ChannelsLast, VitTokens
+from micam.capture.tokens import TOKEN_HELP, recognised_token_layer
 
 LayerSpec = nn.Module | str
 ReshapeTransform = Callable[[Tensor], Tensor]
@@ -57,14 +57,8 @@ _ELEMENTWISE: tuple[type[nn.Module], ...] = (
 # Elementwise modules of other libraries, by class name (torchvision.ops.FrozenBatchNorm2d).
 _ELEMENTWISE_NAMES = frozenset({"FrozenBatchNorm2d"})
 
-_TOKEN_HELP = (
-    "pass target_layers=[...] (e.g. the first norm of the last block) and reshape_transform=<a callable "
-    "mapping that layer's output to (B, K, h, w)>, e.g. micam.capture.VitTokens(prefix_tokens=1, grid=(h, w)) "
-    "for (B, prefix + h*w, D) tokens or micam.capture.ChannelsLast() for (B, H, W, C) maps"
-)
 
-
-def is_conv(module: nn.Module) -> bool:
+def is_conv(module: nn.Module) -> TypeGuard[nn.modules.conv._ConvNd]:
     """A convolution of any dimension (``Conv1d``/``Conv2d``/``Conv3d`` and subclasses), transposed or not."""
     return isinstance(module, nn.modules.conv._ConvNd)
 
@@ -142,115 +136,10 @@ def default_explanation_layer(
     A ``UserWarning`` names a default that is a patch embedding or a classifier head. Token-shaped
     models micam does not recognise raise a ``ValueError`` saying which arguments to pass.
     """
-    recognised = _recognised_token_layer(model, example_input)
+    recognised = recognised_token_layer(model, example_input)
     if recognised is not None:
         return recognised
     return _conv_block_layer(model, example_input)
-
-
-# ----------------------------------------------------------------------------- transformers
-def _recognised_token_layer(model: nn.Module, example_input: Tensor) -> tuple[str, nn.Module, ReshapeTransform] | None:
-    """The layer and reshape of the outermost submodule with a known token layout, else None."""
-    for prefix, module in model.named_modules():
-        found = _token_layout(module)
-        if found is None:
-            continue
-        layer, reshape, patch = found
-        local = {m: n for n, m in module.named_modules()}[layer]
-        name = f"{prefix}.{local}" if prefix else local
-        output = _output_of(model, layer, example_input)
-        if isinstance(reshape, VitTokens) and isinstance(output, Tensor) and output.dim() == 3:
-            reshape = _fit_vit_grid(reshape, output.shape[1], example_input, patch)
-        try:
-            if not isinstance(output, Tensor):
-                raise ValueError(f"it returned {type(output).__name__}, not a tensor")
-            reshape(output)
-        except ValueError as error:
-            raise ValueError(
-                f"the default layer {name!r} of {type(module).__name__} cannot be reshaped with {reshape!r} "
-                f"({error}); {_TOKEN_HELP}"
-            ) from error
-        return name, layer, reshape
-    return None
-
-
-def _token_layout(module: nn.Module) -> tuple[nn.Module, ReshapeTransform, tuple[int, int] | None] | None:
-    """``(layer, reshape, patch_size)`` for a module whose token layout micam knows, else None."""
-    TorchvisionViT, TorchvisionSwin = _torchvision_transformers()
-    if isinstance(module, TorchvisionViT):
-        side = module.image_size // module.patch_size
-        patch = (module.patch_size, module.patch_size)
-        return module.encoder.layers[-1].ln_1, VitTokens(prefix_tokens=1, grid=(side, side)), patch
-    if isinstance(module, TorchvisionSwin):
-        return _swin_layer(module.features[-1][-1]), ChannelsLast(), None
-    layers = getattr(module, "layers", None)
-    if type(module).__name__.startswith("Swin") and isinstance(layers, (nn.Sequential, nn.ModuleList)) and layers:
-        blocks = getattr(layers[-1], "blocks", None)
-        if isinstance(blocks, (nn.Sequential, nn.ModuleList)) and blocks and hasattr(blocks[-1], "norm1"):
-            return _swin_layer(blocks[-1]), ChannelsLast(), None
-    blocks = getattr(module, "blocks", None)
-    prefix_tokens = getattr(module, "num_prefix_tokens", None)
-    patch_embed = getattr(module, "patch_embed", None)
-    if (
-        isinstance(prefix_tokens, int)
-        and isinstance(patch_embed, nn.Module)
-        and isinstance(blocks, (nn.Sequential, nn.ModuleList))
-        and blocks
-        and isinstance(getattr(blocks[-1], "norm1", None), nn.Module)
-    ):
-        grid = _pair(getattr(patch_embed, "grid_size", None))
-        return blocks[-1].norm1, VitTokens(prefix_tokens=prefix_tokens, grid=grid), _pair(patch_embed.patch_size)
-    return None
-
-
-@functools.cache
-def _torchvision_transformers() -> tuple[type | tuple[()], type | tuple[()]]:
-    """torchvision's ``VisionTransformer`` and ``SwinTransformer`` classes (empty tuples without it)."""
-    try:
-        from torchvision.models import SwinTransformer, VisionTransformer
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        return (), ()
-    return VisionTransformer, SwinTransformer
-
-
-def _swin_layer(block: nn.Module) -> nn.Module:
-    """A pre-norm Swin block's first norm; a post-norm (V2) block's norm1 follows attention, so the block."""
-    norm = getattr(block, "norm1", None)
-    if isinstance(norm, nn.Module) and "V2" not in type(block).__name__:
-        return norm
-    return block
-
-
-def _pair(value: object) -> tuple[int, int] | None:
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return int(value[0]), int(value[1])
-    return None
-
-
-def _fit_vit_grid(reshape: VitTokens, tokens: int, example_input: Tensor, patch: tuple[int, int] | None) -> VitTokens:
-    """The model's patch grid when it fits the token count, else the input's, else None (square)."""
-    patches = tokens - reshape.prefix_tokens
-    options = [reshape.grid]
-    if patch is not None and example_input.dim() >= 4:
-        options.append((example_input.shape[-2] // patch[0], example_input.shape[-1] // patch[1]))
-    grid = next((g for g in options if g is not None and g[0] * g[1] == patches), None)
-    return VitTokens(prefix_tokens=reshape.prefix_tokens, grid=grid)
-
-
-def _output_of(model: nn.Module, layer: nn.Module, example_input: Tensor) -> object:
-    """``layer``'s output in one forward pass of ``model`` (its last call)."""
-    seen: list[object] = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        handle.remove()
-    if not seen:
-        raise ValueError(f"the default layer {type(layer).__name__} did not run; {_TOKEN_HELP}")
-    return seen[-1]
 
 
 # ----------------------------------------------------------------------------- convolutional models
@@ -306,9 +195,9 @@ def _spatial_conv(event: _Event) -> bool:
     module, out = event.module, event.output
     return (
         is_conv(module)
-        and not module.transposed  # type: ignore[union-attr]
+        and not module.transposed
         and isinstance(out, Tensor)
-        and out.dim() == len(module.kernel_size) + 2  # type: ignore[union-attr]
+        and out.dim() == len(module.kernel_size) + 2
         and out.shape[2:].numel() > 1
     )
 
@@ -365,7 +254,7 @@ def _token_error(model: nn.Module, event: _Event, after: str | None) -> ValueErr
     where = f"after its last convolution {after!r}" if after else "and has no convolution"
     return ValueError(
         f"{type(model).__name__} works on tokens ({event.name!r} outputs shape {shape}) {where}, and micam "
-        f"does not recognise its token layout (it knows torchvision and timm ViT, DeiT and Swin); {_TOKEN_HELP}"
+        f"does not recognise its token layout (it knows torchvision and timm ViT, DeiT and Swin); {TOKEN_HELP}"
     )
 
 
@@ -377,7 +266,8 @@ def _is_patch_embedding(name: str, conv: nn.Module, stem: str | None) -> bool:
     """Named like one (``patch_embed``, ``conv_proj``) or the first conv with stride == kernel > 1."""
     if "patch_embed" in name or name.rsplit(".", 1)[-1] == "conv_proj":
         return True
-    kernel, stride = tuple(conv.kernel_size), tuple(conv.stride)  # type: ignore[arg-type]
+    convnd = cast(nn.modules.conv._ConvNd, conv)  # a candidate of _spatial_conv
+    kernel, stride = tuple(convnd.kernel_size), tuple(convnd.stride)
     return name == stem and kernel == stride and max(kernel) > 1
 
 
@@ -385,7 +275,7 @@ def _conv_block_layer(model: nn.Module, example_input: Tensor) -> tuple[str, nn.
     """The default layer of a convolutional model (see ``default_explanation_layer``)."""
     events, runs, raw_output = _trace(model, example_input)
     output = _first_tensor(raw_output)
-    convs = [e for e in events if is_conv(e.module) and not e.module.transposed]  # type: ignore[union-attr]
+    convs = [e for e in events if is_conv(e.module) and not e.module.transposed]
     stem = convs[0].name if convs else None
     heads = _head_names(events, output, stem)
     spatial = [e for e in events if _spatial_conv(e) and runs[e.module] == 1]
@@ -439,7 +329,7 @@ def _conv_block_layer(model: nn.Module, example_input: Tensor) -> tuple[str, nn.
 def _block_of(conv: _Event, events: list[_Event], runs: dict[nn.Module, int]) -> tuple[list[_Event], list[_Event]]:
     """The conv's block: the calls that carry its map on, and the containers returning it in a dict/tuple."""
     chain = [conv]
-    current: Tensor = conv.output  # type: ignore[assignment]
+    current = cast(Tensor, conv.output)  # a candidate of _spatial_conv: its output is a tensor
     called = {e.name: e.module for e in events}
     by_name = {e.name: e for e in events}
     open_ancestors = [(a, called[a]) for a in _ancestors(conv.name) if a in called]  # innermost first

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -59,7 +60,8 @@ def record_activations(
     ``stop_early`` skips every layer after the last target layer (no model output then).
     Each target layer must run exactly once.
     """
-    recording = Recording(activations=[None] * len(layers))  # type: ignore[list-item]
+    # Every slot is filled by its hook; a layer that did not run raises below.
+    recording = Recording(activations=cast(list[Tensor], [None] * len(layers)))
     calls = [0] * len(layers)
 
     def make_hook(position: int) -> Callable[[nn.Module, object, object], object]:

@@ -14,6 +14,7 @@ from dataclasses import fields
 from micam import models
 from micam.cli.explain import OUTPUT_SELECTOR_HELP, add_model_arguments, model_options, model_spec, output_selector
 from micam.evaluation import ALL_METHODS, METRIC_GROUPS, EvaluationSettings, evaluate
+from micam.metrics.deletion_insertion import REMOVED_PIXELS
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -49,13 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--score", default=default.score, choices=("probability", "logit"), help="class score (default: probability)")
     add("--threshold", type=float, default=default.threshold, help="AD/AI map threshold (default: %(default)s)")
     add("--steps", type=int, default=default.steps, help="deletion/insertion steps (default: %(default)s)")
-    add("--baseline", default=default.baseline, choices=("black", "zero", "mean", "blur"), help="removed pixels' value")
+    add("--baseline", default=default.baseline, choices=REMOVED_PIXELS, help="removed pixels' value")
     add("--insertion-order", default=default.insertion_order, choices=("standard", "paper"))
     add("--tolerance", type=float, default=default.tolerance, help="pointing-game tolerance in px (default: 15)")
     add("--mi-preset", default=default.mi_preset, choices=("default", "authors"))
     add("--counterfactual-images", type=int, default=None, help="images for it (default: 50 on CUDA, 10 on CPU)")
     add("--sanity-images", type=int, default=None, help="images for the sanity check (default: 4 on CUDA, 1 on CPU)")
     add("--seed", type=int, default=default.seed)
+    add(
+        "--loader-workers", type=int, default=None, help="processes decoding images (default: 2; 0 decodes in this one)"
+    )
     add("--output-selector", type=output_selector, default=default.output_selector, help=OUTPUT_SELECTOR_HELP)
 
 
@@ -70,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
         if hasattr(args, f.name) and f.name not in models.LOAD_OPTIONS  # those come from model_options
     }
     values["model"] = model_spec(args)
-    options = model_options(args)
+    values.update(model_options(args))
     values["methods"] = _names(args.methods, ALL_METHODS, "method(s)")
     values["metrics"] = _names(args.metrics, METRIC_GROUPS, "metric(s)")
     previous = signal.signal(signal.SIGTERM, _stop)  # `kill` and job schedulers stop it as cleanly as Ctrl-C
     try:
-        results = evaluate(EvaluationSettings(**values | options))
+        results = evaluate(EvaluationSettings(**values))
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(f"{args.out}/results.md")

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict, cast
 
 import numpy as np
 import torch
@@ -17,12 +18,16 @@ from micam.evaluation.datasets import read_rgb
 from micam.methods import METHODS, BaseCAM
 from micam.methods.factory import make_method
 from micam.outputs import class_probabilities, select_output
-from micam.reports import restore_image, save_overlay
+from micam.plot.overlay import restore_image, save_overlay
 
 MODEL_HELP = (
     f"{', '.join(models.MODEL_NAMES)} (default: mobilenet_v2), torchvision:NAME, timm:NAME, "
     "path/to/file.py:FACTORY or package.module:FACTORY (a callable returning an nn.Module)"
 )
+
+
+# One of an image's top classes in summary.json ("class" is a keyword, hence the functional form).
+Prediction = TypedDict("Prediction", {"class": int, "name": str, "probability": float})
 
 
 OUTPUT_SELECTOR_HELP = "key (dict outputs, e.g. logits) or index (tuple outputs) of the class scores in the output"
@@ -58,12 +63,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str = 
 def model_spec(args: argparse.Namespace) -> str | None:
     """--model, or None (the model pickled in --weights) when it is omitted with --trust-checkpoint."""
     if args.model is not None:
-        return args.model
+        spec: str = args.model
+        return spec
     trusted_file = args.trust_checkpoint and args.weights not in ("imagenet", "random")
     return None if trusted_file else "mobilenet_v2"
 
 
-def model_options(args: argparse.Namespace) -> dict[str, object]:
+def model_options(args: argparse.Namespace) -> models.LoadOptions:
     """The keyword options of ``micam.models.load`` given on the command line (those not given left out)."""
     values = {
         "num_classes": args.num_classes,
@@ -74,7 +80,7 @@ def model_options(args: argparse.Namespace) -> dict[str, object]:
         "layer": getattr(args, "layer", None),
         "trust_checkpoint": args.trust_checkpoint or None,
     }
-    return {key: value for key, value in values.items() if value is not None}
+    return cast(models.LoadOptions, {key: value for key, value in values.items() if value is not None})
 
 
 def _positive_int(text: str) -> int:
@@ -151,7 +157,7 @@ def build_method(name: str, loaded: models.LoadedModel, layer: str | None, args:
 def run(args: argparse.Namespace) -> int:
     method_names = parse_methods(args.method)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    loaded = models.load(model_spec(args), weights=args.weights, device=device, **model_options(args))  # type: ignore[arg-type]
+    loaded = models.load(model_spec(args), weights=args.weights, device=device, **model_options(args))
     if loaded.weights_report:
         print(loaded.weights_report, file=sys.stderr)
     classes = len(loaded.categories)
@@ -161,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         )
     methods = {name: build_method(name, loaded, None, args) for name in method_names}
     args.out.mkdir(parents=True, exist_ok=True)
+    images: dict[str, object] = {}
     summary: dict[str, object] = {
         "model": loaded.name,
         "weights": args.weights,
@@ -175,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             "interpolation": loaded.interpolation.value,
         },
         "device": device,
-        "images": {},
+        "images": images,
     }
     failures: dict[str, str] = {}
     used_stems: set[str] = set()
@@ -195,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
             output = select_output(loaded.model(x), args.output_selector)
             probabilities = class_probabilities(output)[0]
         top = probabilities.topk(min(args.top, probabilities.numel()))
-        predictions = [
+        predictions: list[Prediction] = [
             {"class": int(c), "name": _name(loaded, int(c)), "probability": round(float(p), 6)}
             for p, c in zip(top.values, top.indices, strict=True)
         ]
@@ -207,12 +214,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  explaining {_shown(_name(loaded, explained), explained)}: {float(probabilities[explained]):.3f}")
         picture = restore_image(x[0], loaded.mean, loaded.std)
         Image.fromarray((picture * 255).round().astype(np.uint8)).save(folder / "input.png")
+        explanations: dict[str, object] = {}
         record: dict[str, object] = {
             "source": str(path),
             "top": predictions,
             "explained_class": explained,
             "explained_name": _name(loaded, explained),
-            "methods": {},
+            "methods": explanations,
         }
         for name, method in methods.items():
             tick = time.perf_counter()
@@ -221,17 +229,17 @@ def run(args: argparse.Namespace) -> int:
             file_stem = name.replace("+", "p")
             np.save(folder / f"{file_stem}.npy", cam)
             save_overlay(folder / f"{file_stem}.png", picture, cam)
-            record["methods"][name] = {  # type: ignore[index]
+            explanations[name] = {
                 "overlay": f"{stem}/{file_stem}.png",
                 "map": f"{stem}/{file_stem}.npy",
                 "seconds": round(seconds, 4),
             }
             print(f"  {name}: {folder / (file_stem + '.png')} ({seconds:.2f} s)")
-        summary["images"][stem] = record  # type: ignore[index]
+        images[stem] = record
     summary["failures"] = failures
     summary["seconds"] = round(time.perf_counter() - started, 3)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    done = len(summary["images"])  # type: ignore[arg-type]
+    done = len(images)
     print(f"explained {done} image(s) with {len(methods)} method(s) in {summary['seconds']} s; results in {args.out}")
     if failures:
         print(f"{len(failures)} input(s) could not be read and were skipped", file=sys.stderr)

@@ -6,11 +6,21 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 from micam.cli import benchmark, evaluate, explain, report, reproduce
 
+
+class Command(Protocol):
+    """A command's module: its arguments, its run, and a docstring (the command's description)."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
 # name -> (module with add_arguments / run and a docstring, one-line help)
-COMMANDS = {
+COMMANDS: dict[str, tuple[Command, str]] = {
     "explain": (explain, "heatmaps and top-5 classes for images"),
     "evaluate": (evaluate, "the paper's metrics on labelled images (resumable)"),
     "benchmark": (benchmark, "time MI-CAM against its peers (Table 4)"),

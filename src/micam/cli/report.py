@@ -1,5 +1,6 @@
 """``micam report``: one self-contained HTML page (no network, images inlined) of a results folder:
-the tables of ``micam evaluate`` and ``micam benchmark`` and the figures of ``micam reproduce``."""
+the tables of ``micam evaluate`` and ``micam benchmark`` and the figures of ``micam reproduce``; over
+evaluations of several models, MI-CAM's ranks and paired verdicts across them (as docs/results.md has)."""
 
 from __future__ import annotations
 

@@ -22,19 +22,14 @@ from pathlib import Path
 
 import torch
 
-from micam import models, plot
-from micam.capture.inference import inference_copy, preferred_layout
-from micam.evaluation import EvaluationSettings, evaluate, read_dataset
-from micam.evaluation.datasets import black_pixel, prepare, read_rgb
+from micam import models
+from micam.benchmark import run_benchmark, write_benchmark
+from micam.evaluation import EvaluationSettings, evaluate
+from micam.inference import inference_copy, preferred_layout
 from micam.methods import METHODS
-from micam.methods.factory import make_method
-from micam.metrics import box_mask, cascading_randomization, randomization_stages
-from micam.reports import restore_image
+from micam.paper_figures import draw_paper_figures
 from micam.reports.html import write_report
-from micam.reports.progress import format_seconds
-
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-MULTI_OBJECT_PHOTOS = ("darknet/dog.jpg", "darknet/person.jpg", "darknet/horses.jpg")
+from micam.runtime import format_seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     figures = args.out / "figures"
-    _figures(loaded, annotations, args.shared / "photos", figures, device)
+    draw_paper_figures(loaded, annotations, args.shared / "photos", figures, device)
     print(f"figures done ({format_seconds(time.perf_counter() - started)})", file=sys.stderr)
     evaluate(
         EvaluationSettings(
@@ -88,14 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 metrics=["drop-increase"],
             )
         )
-    from micam.cli import benchmark  # imported late: only this step needs it
-
-    parser = argparse.ArgumentParser()
-    benchmark.add_arguments(parser)
-    benchmark_out = str(args.out / "benchmark")
-    benchmark.run(
-        parser.parse_args(["--device", device, "--time-budget", str(args.benchmark_budget), "--out", benchmark_out])
-    )
+    timed = run_benchmark(device=device, time_budget=args.benchmark_budget, command=" ".join(sys.argv))
+    written = write_benchmark(timed, args.out / "benchmark")
+    print(f"wrote {written[0]} and {written[1]}", file=sys.stderr)
     report = write_report(args.out, args.out / "report.html", "micam: the MI-CAM paper reproduced")
     elapsed = time.perf_counter() - started
     (args.out / "reproduce.json").write_text(json.dumps({"limit": args.limit, "device": device, "seconds": elapsed}))
@@ -124,97 +114,3 @@ def _estimate(loaded: models.LoadedModel, limit: int, device: str, benchmark_bud
     if with_v1:
         passes += limit * (1024 + methods * 3)
     return passes * per_image + benchmark_budget
-
-
-def _figures(loaded: models.LoadedModel, annotations: Path, photos: Path, out: Path, device: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    layer = loaded.target_layer_name
-
-    def method(name: str, model: torch.nn.Module | None = None):  # type: ignore[no-untyped-def]
-        return make_method(
-            name,
-            model or loaded.model,
-            layer,
-            pixel_mean=loaded.mean,
-            pixel_std=loaded.std,
-            score_cam_batch_size=256 if device.startswith("cuda") else 32,
-        )
-
-    def explain_all(x: torch.Tensor, targets: list[int]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        maps, weights = {}, {}
-        for name in METHODS:
-            with method(name) as cam:
-                maps[name] = cam(x, targets=targets).cpu()
-                weights[name] = cam.last_weights.cpu()  # type: ignore[union-attr]
-        return maps, weights
-
-    def predicted(x: torch.Tensor) -> list[int]:
-        with torch.no_grad():
-            return loaded.model(x).argmax(dim=1).tolist()
-
-    # Fig. 1 / 4: the bundled CC0 photos and two annotated validation images.
-    dataset = read_dataset(annotations)
-    bundled = [EXAMPLES / n for n in ("chelsea.png", "coffee.png") if (EXAMPLES / n).exists()]
-    pictures = [loaded.preprocess(read_rgb(p)) for p in bundled]
-    prepared = [prepare(read_rgb(s.path), s, loaded, "stretch") for s in dataset.samples[:4]]
-    x = torch.stack(pictures + [t for t, _ in prepared[:2]]).to(device)
-    targets = predicted(x)
-    maps, weights = explain_all(x, targets)
-    images = [restore_image(t, loaded.mean, loaded.std) for t in x]
-    names = [loaded.categories[t] for t in targets]
-    plot.comparison_grid(images, maps, names, path=out / "fig1_4_method_comparison.png")
-    plot.channel_weights_plot(
-        {n: weights[n][0] for n in ("mi-cam", "grad-cam", "score-cam")}, path=out / "fig9_channel_weights.png"
-    )
-    # Fig. 5: photos with several objects.
-    multi = [photos / p for p in MULTI_OBJECT_PHOTOS if (photos / p).exists()]
-    if multi:
-        xm = torch.stack([loaded.preprocess(read_rgb(p)) for p in multi]).to(device)
-        tm = predicted(xm)
-        mm, _ = explain_all(xm, tm)
-        plot.comparison_grid(
-            [restore_image(t, loaded.mean, loaded.std) for t in xm],
-            mm,
-            [loaded.categories[t] for t in tm],
-            path=out / "fig5_multiple_objects.png",
-        )
-    # Fig. 6: localization with the ground-truth boxes, MI-CAM and Grad-CAM.
-    for i, (tensor, boxes) in enumerate(prepared[:2]):
-        image = restore_image(tensor, loaded.mean, loaded.std)
-        for name in ("mi-cam", "grad-cam"):
-            plot.localization_view(
-                image,
-                maps[name][2 + i],
-                boxes,
-                f"{name}, {dataset.samples[i].key.split('/')[-1]}",
-                path=out / f"fig6_localization_{i + 1}_{name}.png",
-            )
-    # Fig. 7 / 10: counterfactual weights (the object's boxes blacked out).
-    tensor, boxes = prepared[0]
-    xi = tensor[None].to(device)
-    target = predicted(xi)
-    inside = box_mask(boxes, tuple(xi.shape[-2:]), device)
-    counterfactual = torch.where(inside, black_pixel(loaded).to(device), xi)
-    for name in ("mi-cam", "grad-cam", "score-cam", "eigen-cam"):
-        with method(name) as cam:
-            cam(xi, targets=target)
-            actual = cam.last_weights[0]  # type: ignore[index]
-            cam(counterfactual, targets=target)
-            changed = cam.last_weights[0]  # type: ignore[index]
-        figure = "fig7" if name == "mi-cam" else "fig10"
-        plot.counterfactual_weights_plot(
-            actual, changed, name, "object blacked out", path=out / f"{figure}_counterfactual_{name}.png"
-        )
-    # Fig. 8: sanity-check strips.
-    stages = randomization_stages(loaded.model)
-    picks = [0, 1, len(stages) // 4, len(stages) // 2, len(stages)]
-    image = restore_image(tensor, loaded.mean, loaded.std)
-    for name in ("mi-cam", "grad-cam"):
-        rows = cascading_randomization(loaded.model, lambda m, name=name: method(name, m), xi, target, layers=stages)
-        plot.sanity_strip(
-            image,
-            [rows[i]["map"][0] for i in picks],
-            [str(rows[i]["layer"]) for i in picks],
-            name,
-            path=out / f"fig8_sanity_{name}.png",
-        )

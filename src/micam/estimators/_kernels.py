@@ -9,24 +9,52 @@ straightforward computation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit, types
 from numba.extending import intrinsic
 
+# The kernels' arrays; numba types the kernels from their arguments when it compiles them.
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
 
 @intrinsic
-def _fma32(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+def _fma32(typingctx: Any, a: Any, b: Any, c: Any) -> tuple[Any, Callable[..., Any]]:
     """Single-rounding float32 a*b + c (LLVM's fma), as ATen's compiled kernel computes it."""
     signature = types.float32(types.float32, types.float32, types.float32)
 
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         return builder.fma(*args)
 
     return signature, codegen
 
 
+# The intrinsic as the kernels call it (numba supplies ``typingctx``); the same object as ``_fma32``.
+_fma = cast(Callable[[np.float32, np.float32, np.float32], np.float32], _fma32)
+
+
 @njit(inline="always")
-def _upsample_into(x, rows, u, r0, r1, a0, a1, c0, c1, b0, b1, nearest):  # type: ignore[no-untyped-def]
+def _upsample_into(
+    x: F32,
+    rows: F32,
+    u: F32,
+    r0: I64,
+    r1: I64,
+    a0: F32,
+    a1: F32,
+    c0: I64,
+    c1: I64,
+    b0: F32,
+    b1: F32,
+    nearest: bool,
+) -> tuple[np.float32, np.float32]:
     """Fill ``u`` (H*W) with the upsampled map ``x`` (h, w); returns its (min, max)."""
     h = x.shape[0]
     big_h = r0.shape[0]
@@ -46,7 +74,7 @@ def _upsample_into(x, rows, u, r0, r1, a0, a1, c0, c1, b0, b1, nearest):  # type
     # Horizontal pass once per low-resolution row, then the vertical combination per pixel.
     for r in range(h):
         for j in range(big_w):
-            rows[r, j] = _fma32(b0[j], x[r, c0[j]], b1[j] * x[r, c1[j]])
+            rows[r, j] = _fma(b0[j], x[r, c0[j]], b1[j] * x[r, c1[j]])
     for i in range(big_h):
         top = rows[r0[i]]
         bottom = rows[r1[i]]
@@ -54,7 +82,7 @@ def _upsample_into(x, rows, u, r0, r1, a0, a1, c0, c1, b0, b1, nearest):  # type
         w_bottom = a1[i]
         base = i * big_w
         for j in range(big_w):
-            v = _fma32(w_top, top[j], w_bottom * bottom[j])
+            v = _fma(w_top, top[j], w_bottom * bottom[j])
             u[base + j] = v
             lo = min(lo, v)
             hi = max(hi, v)
@@ -62,7 +90,9 @@ def _upsample_into(x, rows, u, r0, r1, a0, a1, c0, c1, b0, b1, nearest):  # type
 
 
 @njit(cache=True)
-def upsample_maps(acts, r0, r1, a0, a1, c0, c1, b0, b1, nearest):  # type: ignore[no-untyped-def]
+def upsample_maps(
+    acts: F32, r0: I64, r1: I64, a0: F32, a1: F32, c0: I64, c1: I64, b0: F32, b1: F32, nearest: bool
+) -> F32:
     """(M, h, w) -> (M, H*W) upsampled maps; used to check the kernels against ``F.interpolate``."""
     m_count, h, _ = acts.shape
     n = r0.shape[0] * c0.shape[0]
@@ -75,26 +105,26 @@ def upsample_maps(acts, r0, r1, a0, a1, c0, c1, b0, b1, nearest):  # type: ignor
 
 @njit(nogil=True, cache=True)
 def binned_sums(
-    acts,
-    image_of_map,
-    gray_codes,
-    r0,
-    r1,
-    a0,
-    a1,
-    c0,
-    c1,
-    b0,
-    b1,
-    nearest,
-    bins,
-    xlogx_table,
-    start,
-    stop,
-    s_a,
-    s_ab,
-    constant,
-):  # type: ignore[no-untyped-def]
+    acts: F32,
+    image_of_map: I64,
+    gray_codes: I32,
+    r0: I64,
+    r1: I64,
+    a0: F32,
+    a1: F32,
+    c0: I64,
+    c1: I64,
+    b0: F32,
+    b1: F32,
+    nearest: bool,
+    bins: int,
+    xlogx_table: F64,
+    start: int,
+    stop: int,
+    s_a: F64,
+    s_ab: F64,
+    constant: Bools,
+) -> None:
     """For maps start:stop, fill the sum of c*log(c) over its bin counts (s_a) and over the joint (map
     bin, gray bin) counts (s_ab), and whether all its pixels fall in bin 0 (constant).
     ``gray_codes`` (B, H*W) holds each image's gray bins; ``xlogx_table[k]`` = k log k for k <= H*W.
@@ -116,8 +146,8 @@ def binned_sums(
         g = gray_codes[image_of_map[m]]
         # Codes first (a loop the compiler can vectorize), then the increments.
         for p in range(n):
-            k = np.int32(np.float32(np.float32(u[p] - lo) * scale))  # >= 0: truncation is floor
-            codes[p] = min(k, top_bin) * bins + g[p]
+            level = np.int32(np.float32(np.float32(u[p] - lo) * scale))  # >= 0: truncation is floor
+            codes[p] = min(level, top_bin) * bins + g[p]
         joint[:] = 0
         for p in range(n):
             joint[codes[p]] += 1
@@ -136,7 +166,9 @@ def binned_sums(
 
 
 @njit(inline="always")
-def _add_cell_counts(cell, ptr, gray_of_entry, count_of_entry, accumulator, touched, used):  # type: ignore[no-untyped-def]
+def _add_cell_counts(
+    cell: int, ptr: I64, gray_of_entry: I64, count_of_entry: I64, accumulator: I64, touched: I64, used: int
+) -> int:
     """Add cell's gray counts to ``accumulator``, listing newly touched gray codes; returns the new count."""
     for e in range(ptr[cell], ptr[cell + 1]):
         gray = gray_of_entry[e]
@@ -149,23 +181,23 @@ def _add_cell_counts(cell, ptr, gray_of_entry, count_of_entry, accumulator, touc
 
 @njit(nogil=True, cache=True)
 def reference_block_sums(
-    acts,
-    image_of_map,
-    block_size,
-    cell_xlogx,
-    pointers,
-    gray_of_entry,
-    count_of_entry,
-    n_gray,
-    gray_total,
-    total_xlogx,
-    xlogx_table,
-    start,
-    stop,
-    s_a,
-    s_ab,
-    distinct,
-):  # type: ignore[no-untyped-def]
+    acts: F32,
+    image_of_map: I64,
+    block_size: I64,
+    cell_xlogx: F64,
+    pointers: I64,
+    gray_of_entry: I64,
+    count_of_entry: I64,
+    n_gray: int,
+    gray_total: I64,
+    total_xlogx: F64,
+    xlogx_table: F64,
+    start: int,
+    stop: int,
+    s_a: F64,
+    s_ab: F64,
+    distinct: I64,
+) -> None:
     """Distinct-value MI sums for nearest-upsampled maps from per-cell gray counts.
 
     Every pixel of cell c (block_size[c] pixels) takes the map value of c, so the contingency table

@@ -15,32 +15,30 @@
   kernels are written for images, so 1-D (B, K, l) and 3-D (B, K, d, h, w) layers always take it.
 
 Either way no more than about ``_VALUES_PER_CHUNK`` upsampled values exist at once, whatever the
-batch size. ``MICAM_FUSED=0`` in the environment forces the chunked route.
+batch size. ``MICAM_FUSED=0`` in the environment forces the chunked route. Which estimators have a fused
+kernel, and for which upsampling, each estimator says itself (``Estimator.fused_blocker`` and
+``Estimator.fused``, ``micam.estimators.builtin``); this module holds the kernels' drivers.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from micam.estimators.plugin import (
-    DEFAULT_BINS,
-    ESTIMATORS,
-    _finish_binned,
-    _xlogx,
-    dense_ranks,
-    equal_width_bin_codes,
-    mutual_information,
-)
+from micam.estimators.plugin import _finish_binned, _xlogx, dense_ranks, equal_width_bin_codes, mutual_information
+from micam.estimators.registry import DEFAULT_BINS, Estimator, get_estimator
+from micam.imaging import UPSAMPLE_MODES, check_upsample_mode, upsample
 
-UPSAMPLE_MODES = ("bilinear", "nearest")
+__all__ = ["UPSAMPLE_MODES", "fused_available", "upsampled_mutual_information"]
+
 # Chunked route: upsampled values per chunk (4 MiB of float32 values; the estimator's own temporaries
 # add a few times that).
 _VALUES_PER_CHUNK = 1 << 22
@@ -82,21 +80,17 @@ def upsampled_mutual_information(
             "expected activations (B, K, h, w) and gray (B, H, W) (or (B, K, *spatial) and (B, *SPATIAL) with "
             f"1 or 3 spatial dimensions); got {tuple(activations.shape)}, {tuple(gray.shape)}"
         )
-    if mode not in UPSAMPLE_MODES:
-        raise ValueError(f"mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    check_upsample_mode(mode)
+    method = get_estimator(estimator, bins)
     if route not in ("auto", "fused", "chunked"):
         raise ValueError(f"route must be 'auto', 'fused' or 'chunked', got {route!r}")
     batch, channels = activations.shape[:2]
     size = tuple(int(s) for s in gray.shape[1:])
     if batch * channels == 0:
         return torch.zeros(batch, channels, dtype=torch.float64, device=activations.device)
-    if estimator != "reference" and (isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 1024):
-        raise ValueError(f"bins must be an integer from 2 to 1024, got {bins!r}")
     if activations.device != gray.device:
         raise ValueError(f"activations are on {activations.device} and gray on {gray.device}; move both to one device")
-    reason = None if route == "chunked" else _fused_blocker(activations, gray, mode, estimator, size)
+    reason = None if route == "chunked" else _fused_blocker(activations, gray, mode, method, size)
     if route == "fused" and reason is not None:
         raise RuntimeError(f"the fused route cannot be used here: {reason}")
     if route == "chunked" or reason is not None:
@@ -104,12 +98,12 @@ def upsampled_mutual_information(
     for name, t in (("activations", activations), ("gray", gray)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf; mutual information needs finite values")
-    if estimator == "reference":
-        return _fused_reference(activations, gray, size)
-    return _fused_binned(activations, gray, size, mode, bins, normalized=estimator == "normalized")
+    return method.fused(activations, gray, cast(tuple[int, int], size), mode, bins)  # fused: 2-D maps only
 
 
-def _fused_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: str, size: tuple[int, ...]) -> str | None:
+def _fused_blocker(
+    activations: Tensor, gray: Tensor, mode: str, estimator: Estimator, size: tuple[int, ...]
+) -> str | None:
     """Why the fused route cannot give the exact result here, or None when it can."""
     if activations.dim() != 4:
         return "the fused kernels take images; 1-D and 3-D layers use the chunked route"
@@ -119,8 +113,9 @@ def _fused_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: str,
         return "the fused kernels take float32 activations and gray images"
     if _load_kernels() is None:
         return "numba is not installed (or MICAM_FUSED=0)"
-    if estimator == "reference" and mode != "nearest":
-        return "the distinct-value estimator is fused only for nearest upsampling"
+    blocker = estimator.fused_blocker(mode)
+    if blocker is not None:
+        return blocker
     h, w = activations.shape[-2:]
     if mode == "bilinear" and not _bilinear_matches_aten(int(h), int(w), *size):
         return "this build's bilinear kernel rounds differently from the fused one"
@@ -128,15 +123,6 @@ def _fused_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: str,
 
 
 # ----------------------------------------------------------------------------- chunked (straightforward)
-def _upsample(maps: Tensor, size: tuple[int, ...], mode: str) -> Tensor:
-    if tuple(maps.shape[2:]) == size:
-        return maps
-    if mode == "bilinear":
-        linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
-        return F.interpolate(maps, size=size, mode=linear, align_corners=False)
-    return F.interpolate(maps, size=size, mode="nearest")
-
-
 def _chunked(activations: Tensor, gray: Tensor, size: tuple[int, ...], mode: str, estimator: str, bins: int) -> Tensor:
     """Upsample a bounded chunk of maps at a time and estimate MI on it."""
     batch, channels = activations.shape[:2]
@@ -150,8 +136,8 @@ def _chunked(activations: Tensor, gray: Tensor, size: tuple[int, ...], mode: str
         images = slice(i, i + per_image)
         width = channels if per_image > 1 else step
         for k in range(0, channels, width):
-            maps = _upsample(activations[images, k : k + width], size, mode).flatten(2)
-            out[images, k : k + width] = mutual_information(maps, gray_rows[images], estimator, bins)  # type: ignore[arg-type]
+            maps = upsample(activations[images, k : k + width], size, mode).flatten(2)
+            out[images, k : k + width] = mutual_information(maps, gray_rows[images], estimator, bins)
     return out
 
 
@@ -194,7 +180,7 @@ def _bilinear_matches_aten(h: int, w: int, big_h: int, big_w: int) -> bool:
     probe = torch.randn(3, 2, h, w, generator=generator)
     probe[0] = probe[0].relu() * 40.0
     probe[1] = probe[1] * 1e-3 + 7.0
-    expected = _upsample(probe, (big_h, big_w), "bilinear").reshape(6, -1)
+    expected = upsample(probe, (big_h, big_w), "bilinear").reshape(6, -1)
     ours = kernels.upsample_maps(probe.reshape(6, h, w).numpy(), *_plan(h, w, big_h, big_w, "bilinear"), False)
     return bool(torch.equal(torch.from_numpy(ours), expected))
 
@@ -207,9 +193,10 @@ def _map_inputs(activations: Tensor) -> tuple[Any, Any]:
     return maps, image_of_map
 
 
-def _fused_binned(
+def fused_binned(
     activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, bins: int, normalized: bool
 ) -> Tensor:
+    """(B, K) binned (or normalized) MI of each upsampled map with its gray image, by the fused kernel."""
     kernels = _load_kernels()
     batch, channels, h, w = activations.shape
     n = size[0] * size[1]
@@ -227,7 +214,9 @@ def _fused_binned(
     return _finish_binned(s_a, s_b[:, None].expand(batch, channels), s_ab, constant, n, normalized)
 
 
-def _in_threads(kernel: Any, arguments: tuple[Any, ...], outputs: tuple[Any, ...], count: int) -> None:
+def _in_threads(
+    kernel: Callable[..., object], arguments: tuple[Any, ...], outputs: tuple[Any, ...], count: int
+) -> None:
     """Run ``kernel`` over maps 0:count split into contiguous slices, one per torch CPU thread.
 
     The kernels release the GIL, so plain Python threads run them in parallel; no second OpenMP
@@ -248,7 +237,8 @@ def _ones(codes: Tensor) -> Tensor:
     return torch.ones(1, dtype=torch.float64, device=codes.device).expand(codes.shape)
 
 
-def _fused_reference(activations: Tensor, gray: Tensor, size: tuple[int, int]) -> Tensor:
+def fused_reference(activations: Tensor, gray: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, K) distinct-value MI of each nearest-upsampled map with its gray image, by the fused kernel."""
     kernels = _load_kernels()
     batch, channels, h, w = activations.shape
     n = size[0] * size[1]

@@ -1,6 +1,7 @@
 """Plug-in mutual information between paired samples, batched over leading dimensions, in nats.
 
-Three estimators, all computed with torch on the inputs' device:
+Three estimators (objects in ``micam.estimators.registry``, defined in ``micam.estimators.builtin``),
+all computed with torch on the inputs' device:
 
 * ``"binned"`` (default): each vector is cut into ``bins`` equal-width bins spanning its own
   [min, max]; MI is the plug-in value of the joint histogram. With the default 32 bins and a
@@ -12,19 +13,20 @@ Three estimators, all computed with torch on the inputs' device:
   as ``sklearn.metrics.mutual_info_score(a, b)``. This is what the MI-CAM authors' code computes.
 
 A constant vector carries no information: its MI (and normalized MI) with anything is exactly 0.
+This module holds ``mutual_information`` and the counting pieces the estimators are made of.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Estimator = Literal["binned", "normalized", "reference"]
-ESTIMATORS: tuple[str, ...] = ("binned", "normalized", "reference")
-DEFAULT_BINS = 32
+from micam.estimators.registry import DEFAULT_BINS, ESTIMATORS, Estimator, get_estimator
+
+__all__ = ["DEFAULT_BINS", "ESTIMATORS", "dense_ranks", "equal_width_bin_codes", "mutual_information"]
+
 # Rows per chunk are chosen so that one chunk holds about this many samples (bounds peak memory).
 _SAMPLES_PER_CHUNK = 1 << 22
 
@@ -32,46 +34,41 @@ _SAMPLES_PER_CHUNK = 1 << 22
 def mutual_information(
     a: Tensor,
     b: Tensor,
-    estimator: Estimator = "binned",
+    estimator: str = "binned",
     bins: int = DEFAULT_BINS,
 ) -> Tensor:
     """MI between ``a`` (..., N) and ``b`` (N,) or (..., N), row by row; float64 result of shape (...).
 
     ``b`` broadcasts against ``a``'s leading dimensions, so one grayscale image can be paired with
-    every channel of a layer without copying it.
+    every channel of a layer without copying it. ``estimator``: a name in ``ESTIMATORS``.
     """
-    a, b = _check_pair(a, b, estimator, bins)
+    a, b, method = _check_pair(a, b, estimator, bins)
     n = a.shape[-1]
     batch_shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     if math.prod(batch_shape) == 0:
         return torch.zeros(batch_shape, dtype=torch.float64, device=a.device)
     # b is shared by many rows of a (one image, many channels): code it once, then broadcast.
     b_flat = b.reshape(-1, n)
-    b_codes = _codes(b_flat, estimator, bins)
-    b_sum = _sum_count_log_count(b_codes) if estimator == "reference" else None
+    b_codes = method.codes(b_flat, bins)
+    b_statistics = method.shared_statistics(b_codes)
     b_codes = b_codes.reshape(*b.shape[:-1], n).expand(*batch_shape, n).reshape(-1, n)
-    if b_sum is not None:
-        b_sum = b_sum.reshape(b.shape[:-1]).expand(batch_shape).reshape(-1)
+    if b_statistics is not None:
+        b_statistics = b_statistics.reshape(b.shape[:-1]).expand(batch_shape).reshape(-1)
     a_rows = a.expand(*batch_shape, n).reshape(-1, n)
     step = max(1, _SAMPLES_PER_CHUNK // n)
     parts = []
     for i in range(0, a_rows.shape[0], step):
-        a_codes = _codes(a_rows[i : i + step], estimator, bins)
+        a_codes = method.codes(a_rows[i : i + step], bins)
         b_part = b_codes[i : i + step]
-        if estimator == "reference":
-            parts.append(_reference_mi(a_codes, b_part, b_sum[i : i + step]))
-        else:
-            parts.append(_binned_mi(a_codes, b_part, bins, normalized=estimator == "normalized"))
+        statistics = None if b_statistics is None else b_statistics[i : i + step]
+        parts.append(method.from_codes(a_codes, b_part, statistics, bins))
     return torch.cat(parts).reshape(batch_shape)
 
 
-def _check_pair(a: Tensor, b: Tensor, estimator: str, bins: int) -> tuple[Tensor, Tensor]:
+def _check_pair(a: Tensor, b: Tensor, estimator: str, bins: int) -> tuple[Tensor, Tensor, Estimator]:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("mutual_information expects torch tensors; wrap arrays with torch.as_tensor")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-    if estimator != "reference" and (isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 1024):
-        raise ValueError(f"bins must be an integer from 2 to 1024, got {bins!r}")
+    method = get_estimator(estimator, bins)
     if a.dim() == 0 or b.dim() == 0:
         raise ValueError("a and b need a last dimension holding the paired samples")
     if a.shape[-1] != b.shape[-1]:
@@ -83,14 +80,7 @@ def _check_pair(a: Tensor, b: Tensor, estimator: str, bins: int) -> tuple[Tensor
     for name, t in (("a", a), ("b", b)):
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf; mutual information needs finite values")
-    return a, b
-
-
-def _codes(x: Tensor, estimator: str, bins: int) -> Tensor:
-    """Integer code of each sample: its bin, or the dense rank of its value among the row's values."""
-    if estimator == "reference":
-        return dense_ranks(x)
-    return _bin_index(x, bins)
+    return a, b, method
 
 
 def _reference_mi(codes_a: Tensor, codes_b: Tensor, sum_b: Tensor) -> Tensor:
@@ -173,7 +163,8 @@ def _sum_count_log_count(codes: Tensor) -> Tensor:
 
 
 def _xlogx(c: Tensor) -> Tensor:
-    return torch.special.xlogy(c, c)
+    out: Tensor = torch.special.xlogy(c, c)
+    return out
 
 
 def _mi_from_sums(s_a: Tensor, s_b: Tensor, s_ab: Tensor, n: int) -> Tensor:

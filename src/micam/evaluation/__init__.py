@@ -2,7 +2,8 @@
 
 from micam.evaluation.datasets import Dataset, Sample, read_dataset
 from micam.evaluation.references import REFERENCES, CentreGaussian, RandomMap
-from micam.evaluation.runner import ALL_METHODS, METRIC_GROUPS, EvaluationSettings, evaluate
+from micam.evaluation.runner import evaluate
+from micam.evaluation.settings import ALL_METHODS, METRIC_GROUPS, EvaluationSettings
 
 __all__ = [
     "ALL_METHODS",

@@ -13,17 +13,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from micam.metrics.trackers import summarize
+from micam.metrics import METRIC_SPECS, half_width, summarize
 
-# metric -> higher is better; the metrics a paired comparison is made on
-COMPARED_METRICS: dict[str, bool] = {
-    "average_drop": False,
-    "average_increase": True,
-    "deletion_auc": False,
-    "insertion_auc": True,
-    "pointing_game": True,
-    "ebpg": True,
-}
+# metric -> higher is better, for the metrics a paired comparison is made on (their specs say which)
+COMPARED_METRICS: dict[str, bool] = {c: spec.higher_is_better for c, spec in METRIC_SPECS.items() if spec.paired}
 
 
 def paired_differences(
@@ -69,8 +62,7 @@ def verdict(difference: Mapping[str, float | int], higher_is_better: bool) -> st
 def _mean_and_half_width(differences: Sequence[float]) -> dict[str, float | int]:
     summary = summarize(differences)
     n = int(summary["n"])
-    half = 1.96 * summary["std"] / math.sqrt(n) if n > 1 else math.nan
-    return {"mean": summary["mean"], "half_width": half, "n": n}
+    return {"mean": summary["mean"], "half_width": half_width(summary["std"], n), "n": n}
 
 
 def _number(value: Any) -> float | None:

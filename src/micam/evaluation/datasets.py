@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from PIL import Image
@@ -91,7 +91,7 @@ def _read_annotations(path: Path) -> Dataset:
     return Dataset(samples, "annotations", path, "stretch" if stretched else "crop")
 
 
-def _entry_boxes(entry: dict) -> tuple[tuple[Box, ...], tuple[int, int] | None]:
+def _entry_boxes(entry: dict[str, Any]) -> tuple[tuple[Box, ...], tuple[int, int] | None]:
     if "boxes" in entry:
         return _boxes(entry["boxes"]), None
     for key, value in entry.items():
@@ -138,16 +138,16 @@ def _read_csv(path: Path) -> Dataset:
     return Dataset(samples, "csv", path, "crop")
 
 
-def _label(value: object) -> int | None:
+def _label(value: str | float | None) -> int | None:
     if value is None or value == "":
         return None
-    return int(value)  # type: ignore[arg-type]
+    return int(value)
 
 
-def _boxes(values: Sequence[Sequence[object]]) -> tuple[Box, ...]:
+def _boxes(values: Sequence[Sequence[str | float]]) -> tuple[Box, ...]:
     boxes = []
     for box in values:
-        x0, y0, x1, y1 = (float(v) for v in box)  # type: ignore[arg-type]
+        x0, y0, x1, y1 = (float(v) for v in box)
         if x1 < x0 or y1 < y0:
             raise ValueError(f"box {list(box)} is not (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
         boxes.append((x0, y0, x1, y1))

@@ -2,16 +2,22 @@
 
 They sit in every table so that a reader sees what the dataset's centre bias alone scores (the
 shared ILSVRC2012 objects are large and central) and what chance scores. Each takes the same call
-as a CAM, ``ref(images, targets=None, keys=None)`` -> (B, H, W) maps in [0, 1].
+as a CAM (``micam.methods.Explainer``), ``ref(images, targets=None, keys=None)`` -> (B, H, W) maps in
+[0, 1]: ``targets`` is accepted and ignored, ``keys`` (image names) seeds ``RandomMap``; a CAM method
+likewise accepts and ignores ``keys``.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from micam.methods.base import Explainer
 
 
 class CentreGaussian:
@@ -53,4 +59,4 @@ class RandomMap:
         return torch.stack(maps).to(images.device)
 
 
-REFERENCES = {"centre-gaussian": CentreGaussian, "random": RandomMap}
+REFERENCES: dict[str, Callable[..., Explainer]] = {"centre-gaussian": CentreGaussian, "random": RandomMap}

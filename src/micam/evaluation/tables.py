@@ -11,31 +11,13 @@ from typing import Any
 
 from micam.evaluation.compare import COMPARED_METRICS, verdict
 from micam.evaluation.references import REFERENCES
+from micam.metrics import METRIC_SPECS, half_width
+from micam.metrics.specs import TABLE_TITLES
 
+# (title, [(metric key, column title, higher is better, display scale)]), from the metrics' specs
 _TABLES: list[tuple[str, list[tuple[str, str, bool, float]]]] = [
-    # (title, [(metric key, column title, higher is better, display scale)])
-    (
-        "Table 1 — Average Drop / Average Increase (%)",
-        [
-            ("average_drop", "AD ↓", False, 1.0),
-            ("average_increase", "AI ↑", True, 1.0),
-            ("classic_average_drop", "drop, X·map ↓", False, 1.0),
-            ("increase_in_confidence", "increase in confidence ↑", True, 100.0),
-        ],
-    ),
-    (
-        "Table 2 — Deletion / insertion AUC",
-        [("deletion_auc", "deletion ↓", False, 1.0), ("insertion_auc", "insertion ↑", True, 1.0)],
-    ),
-    (
-        "Table 3 — Localization",
-        [
-            ("pointing_game", "pointing game ↑", True, 1.0),
-            ("pointing_game_strict", "pointing game, 0 px ↑", True, 1.0),
-            ("ebpg", "EBPG % ↑", True, 1.0),
-        ],
-    ),
-    ("Time", [("seconds_per_image", "milliseconds per image ↓", False, 1000.0)]),
+    (title, [(c, m.title, m.higher_is_better, m.scale) for c, m in METRIC_SPECS.items() if m.table == table])
+    for table, title in TABLE_TITLES.items()
 ]
 
 
@@ -44,15 +26,13 @@ def _cell(summary: dict[str, Any] | None, scale: float, digits: int) -> str:
         return "—"
     if summary["n"] < 2:
         return f"{summary['mean'] * scale:.{digits}f}"
-    half = 1.96 * summary["std"] / math.sqrt(summary["n"])
+    half = half_width(summary["std"], summary["n"])
     return f"{summary['mean'] * scale:.{digits}f} ± {half * scale:.{digits}f}"
 
 
 def decimals(key: str) -> int:
-    """Decimal places a metric is shown with in every table."""
-    if key == "seconds_per_image":
-        return 1
-    return 3 if key in ("deletion_auc", "insertion_auc", "pointing_game", "pointing_game_strict") else 2
+    """Decimal places a metric is shown with in every table (its spec's)."""
+    return METRIC_SPECS[key].decimals
 
 
 def _sessions(runs: list[dict[str, Any]]) -> str:

@@ -1,11 +1,11 @@
 """CAM methods: MI-CAM and the paper's five baselines, all on the shared ``BaseCAM`` engine."""
 
-from micam.methods.base import BaseCAM, LayerContext
+from micam.methods.base import BaseCAM, Explainer, LayerContext, MethodOptions, SharedSettings
 from micam.methods.eigen_cam import EigenCAM
 from micam.methods.grad_cam import GradCAM
-from micam.methods.grad_cam_plus_plus import GradCAMPlusPlus
-from micam.methods.mi_cam import MICAM
-from micam.methods.score_cam import ScoreCAM
+from micam.methods.grad_cam_plus_plus import GradCAMPlusPlus, GradCAMPlusPlusOptions
+from micam.methods.mi_cam import MICAM, MICAMOptions
+from micam.methods.score_cam import ScoreCAM, ScoreCAMOptions
 from micam.methods.xgrad_cam import XGradCAM
 
 # Command-line names of the methods, in the paper's table order.
@@ -23,9 +23,15 @@ __all__ = [
     "MICAM",
     "BaseCAM",
     "EigenCAM",
+    "Explainer",
     "GradCAM",
     "GradCAMPlusPlus",
+    "GradCAMPlusPlusOptions",
     "LayerContext",
+    "MICAMOptions",
+    "MethodOptions",
     "ScoreCAM",
+    "ScoreCAMOptions",
+    "SharedSettings",
     "XGradCAM",
 ]

@@ -1,29 +1,99 @@
 """The shared engine of every CAM method: capture, weights, weighted sum, upsampling, scaling.
 
 A method only says how its channel weights are computed (``channel_weights``) and, where its
-paper says so, how the weighted maps become one map (``layer_map``). Everything else (layer
-resolution, hooks, model state, targets, validation, normalization) lives here.
+paper says so, how the weighted maps become one map (``layer_map``). A method with options declares
+them as a ``MethodOptions`` dataclass (checked in its ``check``, recorded by ``cam.settings``) and says
+in ``options_from_settings`` which of the CLI's and the evaluator's ``SharedSettings`` it takes.
+Everything else (layer resolution, hooks, model state, targets, validation, normalization) lives here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, Self, cast
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map_only
 
 from micam.capture import default_explanation_layer, model_state_preserved, record_activations, resolve_layers
 from micam.capture.layers import LayerSpec
+from micam.imaging import upsample
 from micam.outputs import OutputSelector, select_output
 from micam.targets import Target, TargetsSpec, all_callables, normalize_targets, target_scores
 from micam.validation import check_activation, check_input, check_model
 
+__all__ = [
+    "BaseCAM",
+    "Explainer",
+    "LayerContext",
+    "MethodOptions",
+    "ReshapeTransform",
+    "SharedSettings",
+    "min_max_per_map",
+    "option_attribute",
+    "scale_to_unit",
+    "spatial_axes",
+    "upsample",
+    "weighted_sum",
+]
+
 ReshapeTransform = Callable[[Tensor], Tensor]
+
+
+class Explainer(Protocol):
+    """The call the evaluator makes of every explainer, CAM methods and reference maps alike: CAM
+    methods ignore ``keys`` (image names), reference maps ignore ``targets``. ``images`` is passed by
+    position (each explainer names it as it likes)."""
+
+    def __call__(self, images: Tensor, /, targets: Any = None, keys: Sequence[str] | None = None) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Base of a method's options: a frozen dataclass whose fields are the method's choices, checked
+    in ``check`` (run on construction and on ``dataclasses.replace``) and recorded by ``settings``."""
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise a ValueError for a value the method cannot use."""
+
+    def settings(self) -> dict[str, Any]:
+        """The options as JSON-ready values (tuples become lists), for recording next to results."""
+        values = dataclasses.asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+
+
+def option_attribute(name: str) -> Any:
+    """A method attribute that reads ``self.options.<name>``; setting it replaces the options with
+    that one value changed (and checked again), as ``cam.batch_size = 64`` on a ``ScoreCAM``."""
+
+    def get(self: BaseCAM) -> Any:
+        return getattr(self.options, name)
+
+    def set_(self: BaseCAM, value: Any) -> None:
+        options = cast(MethodOptions, self.options)  # option attributes belong to methods with options
+        self.options = dataclasses.replace(options, **{name: value})
+
+    return property(get, set_, doc=f"``options.{name}``")
+
+
+@dataclass(frozen=True)
+class SharedSettings:
+    """The settings the CLI and the evaluator give every method they build; each method takes the ones
+    it uses (``BaseCAM.options_from_settings``)."""
+
+    pixel_mean: Sequence[float] | None = None  # the input's normalization (MI-CAM grays the restored photo)
+    pixel_std: Sequence[float] | None = None
+    score_cam_batch_size: int = 32
+    mi_preset: str = "default"
+    output_selector: OutputSelector = None
+    reshape_transform: ReshapeTransform | None = None
 
 
 @dataclass
@@ -42,6 +112,7 @@ class BaseCAM:
 
     uses_gradients: ClassVar[bool] = False
     class_agnostic: ClassVar[bool] = False  # ignores targets, needs no classifier head
+    options: MethodOptions | None = None  # a method with options sets them in its constructor
 
     def __init__(
         self,
@@ -71,6 +142,28 @@ class BaseCAM:
         self.eval_mode = eval_mode
         self.last_layer_weights: dict[str, Tensor] = {}
         self.last_output: Any = None  # the selected model output of the last call (a tensor for classifiers)
+
+    @classmethod
+    def from_settings(cls, model: nn.Module, layer: LayerSpec, settings: SharedSettings | None = None) -> Self:
+        """This method on ``layer`` with the shared CLI/evaluator settings (``micam.methods.factory``)."""
+        settings = SharedSettings() if settings is None else settings
+        return cls(
+            model,
+            [layer],
+            output_selector=settings.output_selector,
+            reshape_transform=settings.reshape_transform,
+            **cls.options_from_settings(settings),
+        )
+
+    @classmethod
+    def options_from_settings(cls, settings: SharedSettings) -> dict[str, Any]:
+        """The constructor's option keywords taken from the shared settings: none unless overridden."""
+        return {}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Every option that determines the map, for recording next to results ({} without options)."""
+        return {} if self.options is None else self.options.settings()
 
     # ----------------------------------------------------------------- what a method defines
     def channel_weights(self, context: LayerContext) -> Tensor:
@@ -104,9 +197,10 @@ class BaseCAM:
         self.last_layer_weights = {}
         self.last_output = None
 
-    def __call__(self, input_tensor: Tensor, targets: TargetsSpec = None) -> Tensor:
+    def __call__(self, input_tensor: Tensor, targets: TargetsSpec = None, keys: Sequence[str] | None = None) -> Tensor:
         """Explain a batch: float32 maps in [0, 1] at the input's size, (B, H, W) for images ((B, L) and
-        (B, D, H, W) for 1-D and 3-D inputs), on the input's device."""
+        (B, D, H, W) for 1-D and 3-D inputs), on the input's device. ``keys`` (image names, which the
+        reference maps use) is accepted and ignored, so every ``Explainer`` takes the same call."""
         check_input(input_tensor, self.model)
         device = _model_device(self.model, input_tensor.device)
         inputs = input_tensor.to(device)
@@ -137,7 +231,8 @@ class BaseCAM:
                 target_list = normalize_targets(targets, self.last_output, inputs.shape[0])
             if self.uses_gradients:
                 with torch.enable_grad():  # also inside a caller's torch.no_grad()
-                    scores = target_scores(target_list, output)  # type: ignore[arg-type]
+                    # Gradient methods are never class-agnostic: their targets are set.
+                    scores = target_scores(cast(list[Target], target_list), output)
                     gradients = torch.autograd.grad(scores.sum(), recording.activations)
             maps, self.last_layer_weights = [], {}
             for (name, _), activation, gradient in zip(layers, recording.activations, gradients, strict=True):
@@ -187,19 +282,6 @@ def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
     return flat.view(activations.shape[0], *activations.shape[2:])
 
 
-def upsample(maps: Tensor, size: tuple[int, ...], mode: str) -> Tensor:
-    """Resize (B, K, *spatial) maps to ``size`` (1, 2 or 3 spatial dimensions). "bilinear" means the
-    linear interpolation of the maps' dimensionality (linear, bilinear, trilinear) with half-pixel
-    centres (align_corners=False); other modes ("nearest") are passed as they are."""
-    size = tuple(size)
-    if tuple(maps.shape[-len(size) :]) == size:
-        return maps
-    if mode == "bilinear":
-        linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
-        return F.interpolate(maps, size=size, mode=linear, align_corners=False)
-    return F.interpolate(maps, size=size, mode=mode)
-
-
 def min_max_per_map(maps: Tensor, spatial_dims: int = 2) -> Tensor:
     """Min-max scale each map over its last ``spatial_dims`` dimensions (2: (h, w) maps) to [0, 1];
     constant maps become zeros.
@@ -228,7 +310,7 @@ def scale_to_unit(maps: Tensor) -> Tensor:
 
 
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    parameter = next(model.parameters(), None)
+    parameter: Tensor | None = next(model.parameters(), None)
     if parameter is None:
         parameter = next(model.buffers(), None)
     return fallback if parameter is None else parameter.device

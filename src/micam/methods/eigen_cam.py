@@ -24,7 +24,7 @@ class EigenCAM(BaseCAM):
     def channel_weights(self, context: LayerContext) -> Tensor:
         positions = self._centred_positions(context.activations)  # (B, hw, K)
         _, _, vh = torch.linalg.svd(positions.double(), full_matrices=False)
-        direction = vh[:, 0, :]  # (B, K)
+        direction: Tensor = vh[:, 0, :]  # (B, K)
         projection = positions.double() @ direction[:, :, None]  # (B, hw, 1)
         total = positions.double().sum(dim=2, keepdim=True)
         sign = torch.where((projection * total).sum(dim=(1, 2)) < 0, -1.0, 1.0).to(direction)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from torch import nn
 
 from micam.capture.layers import LayerSpec
-from micam.methods import METHODS, MICAM, BaseCAM, ScoreCAM
-from micam.methods.base import ReshapeTransform
+from micam.methods import METHODS, BaseCAM
+from micam.methods.base import ReshapeTransform, SharedSettings
 from micam.outputs import OutputSelector
 
 
@@ -24,16 +24,17 @@ def make_method(
     output_selector: OutputSelector = None,
     reshape_transform: ReshapeTransform | None = None,
 ) -> BaseCAM:
-    """``name`` from ``METHODS`` on ``target_layer``. MI-CAM grays the restored photo when the
-    input's normalization is given (except with the authors' preset, which grays the tensor as is)."""
+    """``name`` from ``METHODS`` on ``target_layer``; each method takes the settings it uses
+    (``BaseCAM.options_from_settings``: MI-CAM grays the restored photo when the input's normalization
+    is given, except with the authors' preset, which grays the tensor as is; Score-CAM takes the batch size)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    cls = METHODS[name]
-    common = {"output_selector": output_selector, "reshape_transform": reshape_transform}
-    if cls is MICAM:
-        if mi_preset == "authors":
-            return MICAM(model, [target_layer], preset="authors", **common)
-        return MICAM(model, [target_layer], preset=mi_preset, pixel_mean=pixel_mean, pixel_std=pixel_std, **common)
-    if cls is ScoreCAM:
-        return ScoreCAM(model, [target_layer], batch_size=score_cam_batch_size, **common)
-    return cls(model, [target_layer], **common)
+    settings = SharedSettings(
+        pixel_mean=pixel_mean,
+        pixel_std=pixel_std,
+        score_cam_batch_size=score_cam_batch_size,
+        mi_preset=mi_preset,
+        output_selector=output_selector,
+        reshape_transform=reshape_transform,
+    )
+    return METHODS[name].from_settings(model, target_layer, settings)

@@ -6,6 +6,8 @@ Positions span every spatial dimension: L for 1-D, (h, w) for images, (d, h, w) 
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor
 
 from micam.methods.base import BaseCAM, LayerContext, spatial_axes
@@ -17,4 +19,5 @@ class GradCAM(BaseCAM):
     uses_gradients = True
 
     def channel_weights(self, context: LayerContext) -> Tensor:
-        return context.gradients.mean(dim=spatial_axes(context.gradients))  # type: ignore[arg-type, union-attr]
+        gradients = cast(Tensor, context.gradients)  # set for gradient methods
+        return gradients.mean(dim=spatial_axes(gradients))

@@ -28,18 +28,35 @@ luma                0.299 / 0.587 / 0.114 (BT.601)          0.2989 / 0.5870 / 0.
 normalize_maps      False: raw activations are summed       False
 blur                None                                    (11, 7.0): kernel size, sigma
 ==================  ======================================  ==============================
+
+The chosen values are a ``MICAMOptions`` (``cam.options``, checked in one place; ``cam.upsample_mode``
+and the others read it), recorded by ``cam.settings``. ``estimator`` is any name registered in
+``micam.estimators.ESTIMATORS``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from micam.estimators import DEFAULT_BINS, ESTIMATORS, upsampled_mutual_information
-from micam.imaging import BT601_LUMA, gaussian_blur, grayscale
-from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample, weighted_sum
+from micam.capture.layers import LayerSpec
+from micam.estimators import DEFAULT_BINS, get_estimator, upsampled_mutual_information
+from micam.imaging import BT601_LUMA, UPSAMPLE_MODES, check_upsample_mode, gaussian_blur, grayscale
+from micam.methods.base import (
+    BaseCAM,
+    LayerContext,
+    MethodOptions,
+    SharedSettings,
+    min_max_per_map,
+    option_attribute,
+    upsample,
+    weighted_sum,
+)
+
+__all__ = ["MICAM", "PRESETS", "UPSAMPLE_MODES", "MICAMOptions"]
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
@@ -59,18 +76,79 @@ PRESETS: dict[str, dict[str, Any]] = {
         "blur": (11, 7.0),
     },
 }
-UPSAMPLE_MODES = ("bilinear", "nearest")
+
+
+@dataclass(frozen=True)
+class MICAMOptions(MethodOptions):
+    """Every choice that determines an MI-CAM map; the defaults are ``PRESETS["default"]``.
+
+    ``from_preset`` fills the values a caller leaves as None from a preset. ``blur=False`` is stored as
+    None (no blur); ``luma`` as a tuple.
+    """
+
+    preset: str = "default"
+    upsample_mode: str = "bilinear"
+    estimator: str = "binned"
+    bins: int = DEFAULT_BINS
+    luma: Sequence[float] = BT601_LUMA
+    pixel_mean: Sequence[float] | None = None
+    pixel_std: Sequence[float] | None = None
+    normalize_maps: bool = False
+    blur: tuple[int, float] | None = None
+
+    @classmethod
+    def from_preset(cls, preset: str = "default", **given: Any) -> MICAMOptions:
+        """The preset's values, overridden by the ``given`` ones that are not None."""
+        chosen = dict(PRESETS.get(preset, {})) if isinstance(preset, str) else {}
+        chosen.update({key: value for key, value in given.items() if value is not None})
+        return cls(preset=preset, **chosen)
+
+    def check(self) -> None:
+        if not isinstance(self.preset, str) or self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        check_upsample_mode(self.upsample_mode)
+        get_estimator(self.estimator, self.bins)
+        if (self.pixel_mean is None) != (self.pixel_std is None):
+            raise ValueError("pass both pixel_mean and pixel_std (the input's normalization) or neither")
+        object.__setattr__(self, "luma", tuple(self.luma))
+        if cast(object, self.blur) is False:  # the field's type leaves out the False a caller may pass
+            object.__setattr__(self, "blur", None)
+
+    def settings(self) -> dict[str, Any]:
+        """The options as recorded next to results, with ``gray_of`` (what is grayscaled) after ``luma``
+        and ``bins`` None for an estimator that takes none."""
+        recorded: dict[str, Any] = {}
+        for key, value in super().settings().items():
+            if key == "pixel_mean":
+                recorded["gray_of"] = "restored pixels" if value is not None else "input tensor"
+            if key in ("pixel_mean", "pixel_std", "blur") and value is not None:
+                value = list(value)
+            recorded[key] = value
+        if not get_estimator(self.estimator, self.bins).uses_bins:
+            recorded["bins"] = None
+        return recorded
 
 
 class MICAM(BaseCAM):
     """Channel weight = I(Up(A_k); Gr(X)), the MI between the upsampled map and the gray input."""
 
     class_agnostic = True
+    options: MICAMOptions
+    # Each option reads (and sets) cam.options.
+    preset = option_attribute("preset")
+    upsample_mode = option_attribute("upsample_mode")
+    estimator = option_attribute("estimator")
+    bins = option_attribute("bins")
+    luma = option_attribute("luma")
+    pixel_mean = option_attribute("pixel_mean")
+    pixel_std = option_attribute("pixel_std")
+    normalize_maps = option_attribute("normalize_maps")
+    blur = option_attribute("blur")
 
-    def __init__(  # type: ignore[no-untyped-def]
+    def __init__(
         self,
-        model,
-        target_layers=None,
+        model: nn.Module,
+        target_layers: Sequence[LayerSpec] | LayerSpec | None = None,
         *,
         preset: str = "default",
         upsample_mode: str | None = None,
@@ -81,55 +159,35 @@ class MICAM(BaseCAM):
         pixel_std: Sequence[float] | None = None,
         normalize_maps: bool | None = None,
         blur: tuple[int, float] | bool | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
-        """Arguments left as None take the preset's value; ``blur=False`` disables a preset's blur."""
+        """Arguments left as None take the preset's value; ``blur=False`` disables a preset's blur.
+        ``estimator`` is a name in ``micam.estimators.ESTIMATORS``."""
         super().__init__(model, target_layers, **kwargs)
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        chosen = dict(PRESETS[preset])
-        given = {
-            "upsample_mode": upsample_mode,
-            "estimator": estimator,
-            "bins": bins,
-            "luma": luma,
-            "normalize_maps": normalize_maps,
-            "blur": blur,
-        }
-        chosen.update({key: value for key, value in given.items() if value is not None})
-        if chosen["blur"] is False:
-            chosen["blur"] = None
-        if chosen["upsample_mode"] not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample_mode must be one of {UPSAMPLE_MODES}, got {chosen['upsample_mode']!r}")
-        if chosen["estimator"] not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {chosen['estimator']!r}")
-        if (pixel_mean is None) != (pixel_std is None):
-            raise ValueError("pass both pixel_mean and pixel_std (the input's normalization) or neither")
-        self.preset = preset
-        self.upsample_mode: str = chosen["upsample_mode"]
-        self.estimator: str = chosen["estimator"]
-        self.bins: int = chosen["bins"]
-        self.luma = tuple(chosen["luma"])
-        self.normalize_maps: bool = chosen["normalize_maps"]
-        self.blur: tuple[int, float] | None = chosen["blur"]
-        self.pixel_mean, self.pixel_std = pixel_mean, pixel_std
+        self.options = MICAMOptions.from_preset(
+            preset,
+            upsample_mode=upsample_mode,
+            estimator=estimator,
+            bins=bins,
+            luma=luma,
+            pixel_mean=pixel_mean,
+            pixel_std=pixel_std,
+            normalize_maps=normalize_maps,
+            blur=blur,
+        )
+
+    @classmethod
+    def options_from_settings(cls, settings: SharedSettings) -> dict[str, Any]:
+        """The preset; the input's normalization except with the authors' preset (their code grays the
+        tensor as it is)."""
+        if settings.mi_preset == "authors":
+            return {"preset": "authors"}
+        return {"preset": settings.mi_preset, "pixel_mean": settings.pixel_mean, "pixel_std": settings.pixel_std}
 
     @property
     def settings(self) -> dict[str, Any]:
         """Every choice that determines the map, for recording next to results."""
-        return {
-            "preset": self.preset,
-            "upsample_mode": self.upsample_mode,
-            "estimator": self.estimator,
-            "bins": self.bins if self.estimator != "reference" else None,
-            "luma": list(self.luma),
-            "gray_of": "restored pixels" if self.pixel_mean is not None else "input tensor",
-            "pixel_mean": None if self.pixel_mean is None else list(self.pixel_mean),
-            "pixel_std": None if self.pixel_std is None else list(self.pixel_std),
-            "normalize_maps": self.normalize_maps,
-            "blur": None if self.blur is None else list(self.blur),
-            "target_layers": self.target_layer_names,
-        }
+        return {**super().settings, "target_layers": self.target_layer_names}
 
     def channel_weights(self, context: LayerContext) -> Tensor:
         """MI of every upsampled map with the gray input, without materializing the upsampled layer:

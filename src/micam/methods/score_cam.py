@@ -10,40 +10,71 @@ the authors' code.
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
 
-from micam.capture.inference import InferenceRunner, inference_runner, preferred_layout
-from micam.methods.base import BaseCAM, LayerContext, min_max_per_map, upsample
+from micam.inference import InferenceRunner, inference_runner, preferred_layout
+from micam.methods.base import (
+    BaseCAM,
+    LayerContext,
+    MethodOptions,
+    SharedSettings,
+    min_max_per_map,
+    option_attribute,
+    upsample,
+)
 from micam.outputs import as_scores, check_score_kind
-from micam.targets import target_scores
+from micam.targets import Target, target_scores
 
 _SHAPE_STEP = 64  # chunk sizes on CUDA are multiples of this, so cuDNN tunes few shapes
+
+
+@dataclass(frozen=True)
+class ScoreCAMOptions(MethodOptions):
+    """``batch_size`` masked images per forward pass; ``score`` applies to int targets and to callables
+    alike (these receive softmax outputs when score="probability"); ``subtract_baseline``: minus the
+    target's score on the all-zero image (the paper's Eq. 5)."""
+
+    batch_size: int = 32
+    score: Literal["probability", "logit"] = "probability"
+    subtract_baseline: bool = False
+
+    def check(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        check_score_kind(self.score)
 
 
 class ScoreCAM(BaseCAM):
     """Channel weight = the target score of the input masked by that channel."""
 
-    def __init__(  # type: ignore[no-untyped-def]
+    options: ScoreCAMOptions
+    batch_size = option_attribute("batch_size")
+    score = option_attribute("score")
+    subtract_baseline = option_attribute("subtract_baseline")
+
+    def __init__(
         self,
-        *args,
+        *args: Any,
         batch_size: int = 32,
         score: Literal["probability", "logit"] = "probability",
         subtract_baseline: bool = False,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
-        """``batch_size`` masked images per forward pass; ``score`` applies to int targets and to
-        callables alike (these receive softmax outputs when score="probability")."""
+        """Options as ``ScoreCAMOptions``."""
         super().__init__(*args, **kwargs)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        check_score_kind(score)
-        self.batch_size, self.score, self.subtract_baseline = batch_size, score, subtract_baseline
+        self.options = ScoreCAMOptions(batch_size, score, subtract_baseline)
+
+    @classmethod
+    def options_from_settings(cls, settings: SharedSettings) -> dict[str, Any]:
+        return {"batch_size": settings.score_cam_batch_size}
 
     def channel_weights(self, context: LayerContext) -> Tensor:
-        inputs, activations, targets = context.inputs, context.activations, context.targets
+        inputs, activations = context.inputs, context.activations
+        targets = cast(list[Target], context.targets)  # Score-CAM is not class-agnostic: targets are set
         size = tuple(inputs.shape[2:])  # (L), (H, W) or (D, H, W)
         b, k = activations.shape[:2]
         weights = torch.zeros(b, k, dtype=inputs.dtype, device=inputs.device)
@@ -67,11 +98,11 @@ class ScoreCAM(BaseCAM):
             torch.index_select(inputs, 0, index, out=buffer[:n]).mul_(masks[:, None])
             # cuDNN autotunes every new batch shape: round a short last chunk up instead of making a new one.
             used = min(rows, -(-n // _SHAPE_STEP) * _SHAPE_STEP) if fixed_shapes else n
-            chunk_targets = [targets[i] for i in image_list[start : start + n]]  # type: ignore[index]
+            chunk_targets = [targets[i] for i in image_list[start : start + n]]
             chunk_targets += chunk_targets[-1:] * (used - n)
             weights[index, chunk] = self._scores(scorer, buffer[:used], chunk_targets)[:n]
         if self.subtract_baseline:
-            weights[images, channels] -= self._scores(scorer, torch.zeros_like(inputs), targets)[images]  # type: ignore[arg-type]
+            weights[images, channels] -= self._scores(scorer, torch.zeros_like(inputs), targets)[images]
         return weights
 
     @staticmethod
@@ -79,7 +110,7 @@ class ScoreCAM(BaseCAM):
         """True where cuDNN autotunes each new input shape (then chunks are padded to few sizes)."""
         return inputs.is_cuda and torch.backends.cudnn.benchmark
 
-    def _scores(self, scorer: nn.Module | InferenceRunner, batch: Tensor, targets: list) -> Tensor:  # type: ignore[type-arg]
+    def _scores(self, scorer: nn.Module | InferenceRunner, batch: Tensor, targets: list[Target]) -> Tensor:
         """The target score of each row of ``batch`` (one target per row); probabilities are taken
         over the class axis (dim 1), also for dense (B, C, H, W) outputs."""
         output = self._select_output(scorer(batch if isinstance(scorer, InferenceRunner) else preferred_layout(batch)))

@@ -5,6 +5,8 @@ alpha_k = sum_xy (A_k(x,y) / sum_x'y' A_k(x',y')) * d y^c / d A_k(x,y);  map = U
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor
 
 from micam.methods.base import BaseCAM, LayerContext, spatial_axes
@@ -19,7 +21,7 @@ class XGradCAM(BaseCAM):
     uses_gradients = True
 
     def channel_weights(self, context: LayerContext) -> Tensor:
-        activations, gradients = context.activations, context.gradients
+        activations, gradients = context.activations, cast(Tensor, context.gradients)  # set for gradient methods
         axes = spatial_axes(activations)  # all positions, whatever the dimensionality
         totals = activations.sum(dim=axes, keepdim=True)
-        return (gradients * activations / (totals + _EPS)).sum(dim=axes)  # type: ignore[operator]
+        return (gradients * activations / (totals + _EPS)).sum(dim=axes)

@@ -7,20 +7,30 @@ from micam.metrics.localization import box_mask, energy_pointing_game, pointing_
 from micam.metrics.sanity import cascading_randomization, parametrized_layers, randomization_stages
 from micam.metrics.scores import class_scores
 from micam.metrics.similarity import hog, hog_similarity, pearson, spearman, ssim
+from micam.metrics.specs import MetricSpec, half_width
 from micam.metrics.trackers import (
+    METRIC_SPECS,
+    TRACKERS,
     ClassicDropIncrease,
     DeletionInsertion,
     DropIncrease,
     Localization,
+    MetricBatch,
+    MetricOptions,
     Tracker,
     summarize,
 )
 
 __all__ = [
+    "METRIC_SPECS",
+    "TRACKERS",
     "ClassicDropIncrease",
     "DeletionInsertion",
     "DropIncrease",
     "Localization",
+    "MetricBatch",
+    "MetricOptions",
+    "MetricSpec",
     "Tracker",
     "auc",
     "blur_box",
@@ -31,6 +41,7 @@ __all__ = [
     "counterfactual_weights",
     "deletion_insertion",
     "energy_pointing_game",
+    "half_width",
     "hog",
     "hog_similarity",
     "make_baseline",

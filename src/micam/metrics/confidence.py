@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from micam.capture.inference import InferenceRunner, inference_runner
+from micam.inference import InferenceRunner, inference_runner
 from micam.metrics.scores import ScoreKind, check_maps, class_scores
 from micam.outputs import OutputSelector
 

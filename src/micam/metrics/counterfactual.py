@@ -70,12 +70,12 @@ def counterfactual_weights(
     mean absolute change, the change relative to the mean absolute actual weight, and the Spearman
     rank correlation between the two weight vectors (1 = same ordering of channels)."""
     actual_maps = cam(images, targets=targets)
-    actual = cam.last_weights.double()
+    actual = cam.last_weights.double()  # type: ignore[union-attr]  # set by the call above
     if targets is None and cam.last_output is not None:
         targets = cam.last_output.argmax(dim=1).tolist()  # explain the same class after the intervention
     counterfactual_images = intervention(images)
     counterfactual_maps = cam(counterfactual_images, targets=targets)
-    counterfactual = cam.last_weights.double()
+    counterfactual = cam.last_weights.double()  # type: ignore[union-attr]  # set by the call above
     return {
         "actual_weights": actual,
         "counterfactual_weights": counterfactual,

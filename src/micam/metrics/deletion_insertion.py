@@ -13,17 +13,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from micam.capture.inference import InferenceRunner, inference_runner
 from micam.imaging import gaussian_blur
+from micam.inference import InferenceRunner, inference_runner
 from micam.metrics.scores import ScoreKind, check_maps, class_scores
 from micam.outputs import OutputSelector
 
-Baseline = Literal["zero", "blur", "mean"]
+Baseline = Literal["zero", "mean", "blur"]
+# What removed pixels become in an evaluation: "black" (the value a black pixel has after the model's
+# normalization, a per-channel tensor the evaluation passes) or one of the baselines computed here.
+REMOVED_PIXELS: tuple[str, ...] = ("black", *get_args(Baseline))
 
 
 def make_baseline(images: Tensor, kind: Baseline | float | Tensor = "zero") -> Tensor:

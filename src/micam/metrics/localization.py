@@ -26,7 +26,7 @@ def _as_boxes(boxes: Boxes, device: torch.device) -> Tensor:
     return tensor
 
 
-def box_mask(boxes: Boxes, size: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
+def box_mask(boxes: Boxes, size: tuple[int, ...], device: torch.device | str = "cpu") -> Tensor:
     """(H, W) boolean union of the boxes."""
     h, w = size
     tensor = _as_boxes(boxes, torch.device(device))

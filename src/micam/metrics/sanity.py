@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +47,7 @@ def cascading_randomization(
     targets: Sequence[int] | None = None,
     layers: Sequence[str] | None = None,
     seed: int = 0,
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     """One row per randomization stage: the layer just randomized, its maps and the three similarities.
 
     ``layers`` (default: ``randomization_stages``) are randomized in the given order, cumulatively.
@@ -63,7 +64,7 @@ def cascading_randomization(
         original = cam(images, targets=targets)
     if targets is None:
         targets = cam.last_output.argmax(dim=1).tolist() if cam.last_output is not None else None
-    rows: list[dict[str, object]] = [_row("original", original, original)]
+    rows: list[dict[str, Any]] = [_row("original", original, original)]
     generator = torch.Generator().manual_seed(seed)
     for name in stages:
         _randomize(modules[name], generator)
@@ -73,7 +74,7 @@ def cascading_randomization(
     return rows
 
 
-def _row(name: str, original: Tensor, randomized: Tensor) -> dict[str, object]:
+def _row(name: str, original: Tensor, randomized: Tensor) -> dict[str, Any]:
     return {
         "layer": name,
         "map": randomized,

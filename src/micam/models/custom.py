@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -167,7 +168,7 @@ def _timm(name: str, weights: str, num_classes: int | None) -> Built:
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; close names: {', '.join(close)}" if close else "; list them with timm.list_models()"
         raise ValueError(f"timm has no model {name!r}{hint}")
-    options = {} if num_classes is None else {"num_classes": num_classes}
+    options: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if weights == "imagenet":
         if num_classes is not None:  # timm would put a random head on the pretrained trunk: nothing to explain
             raise ValueError(_imagenet_head(f"timm:{name}", None, num_classes))
@@ -280,7 +281,7 @@ def _triple(values: Sequence[float], what: str) -> Triple:
     numbers = tuple(float(v) for v in values)
     if len(numbers) != 3:
         raise ValueError(f"{what} needs 3 values (R, G, B), got {len(numbers)}: {values}")
-    return numbers  # type: ignore[return-value]
+    return numbers
 
 
 def _brief(error: BaseException) -> str:

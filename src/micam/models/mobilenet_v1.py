@@ -53,4 +53,5 @@ class MobileNetV1(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.adaptive_avg_pool2d(self.features(x), 1)
-        return self.classifier(x).flatten(1)
+        logits: Tensor = self.classifier(x)
+        return logits.flatten(1)

@@ -13,19 +13,25 @@ results alike:
 * ``deletion_insertion_plot`` — mean deletion / insertion curves per method, AUC in the legend;
 * ``paired_differences_plot`` — one method against each baseline, image-by-image differences with their
   95 % CI, per metric and model, signed so that right = the method is better.
+
+``micam.plot.overlay`` holds what they draw on: ``restore_image`` (a normalized tensor back to RGB),
+``overlay_heatmap`` and ``save_overlay`` (a map blended over the image).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib import patches
 from matplotlib.figure import Figure
 
-from micam.reports.overlay import overlay_heatmap
+from micam.metrics.deletion_insertion import auc
+from micam.metrics.localization import pointing_game
+from micam.plot.overlay import overlay_heatmap
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -36,7 +42,7 @@ def _np(x: ArrayLike | Sequence[float]) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _subplots(*grid: int, figsize: tuple[float, float], dpi: int = 100, **kwargs):  # type: ignore[no-untyped-def]
+def _subplots(*grid: int, figsize: tuple[float, float], dpi: int = 100, **kwargs: Any) -> tuple[Figure, Any]:
     figure = Figure(figsize=figsize, dpi=dpi)
     return figure, figure.subplots(*grid, **kwargs)
 
@@ -89,10 +95,7 @@ def localization_view(
     or a miss (x) of the pointing game at ``tolerance`` pixels."""
     cam_np = _np(cam)
     y, x = np.unravel_index(int(np.argmax(cam_np)), cam_np.shape)
-    hit = False
-    for x0, y0, x1, y1 in boxes:
-        dx, dy = max(x0 - x, 0, x - x1), max(y0 - y, 0, y - y1)
-        hit |= bool(np.hypot(dx, dy) <= tolerance)
+    hit = bool(boxes) and bool(pointing_game(torch.as_tensor(cam_np)[None], [boxes], tolerance)[0])  # the metric's rule
     figure, axis = _subplots(figsize=(3.2, 3.4), dpi=100)
     axis.imshow(overlay_heatmap(image, cam_np))
     for x0, y0, x1, y1 in boxes:
@@ -178,7 +181,7 @@ def deletion_insertion_plot(
         for name, pair in curves.items():
             values = _np(pair[kind])
             fractions = np.linspace(0, 1, len(values))
-            area = float(np.sum((values[1:] + values[:-1]) / 2) / (len(values) - 1))
+            area = float(auc(torch.as_tensor(values, dtype=torch.float64)))  # the metric's trapezoid rule
             style = "--" if name in ("centre-gaussian", "random") else "-"
             axis.plot(fractions, values, style, label=f"{name} ({area:.3f})", linewidth=1.2)
         axis.set_xlabel(f"fraction of pixels {'removed' if kind == 'deletion' else 'inserted'}")

@@ -1,5 +1,2 @@
-"""Outputs people look at: heatmap overlays (figures and reports build on these)."""
-
-from micam.reports.overlay import overlay_heatmap, restore_image, save_overlay
-
-__all__ = ["overlay_heatmap", "restore_image", "save_overlay"]
+"""Reports of results folders: the self-contained HTML report (``html.py``), the Markdown results page
+(``results_page.py``) and the cross-run reading both share (``findings.py``)."""

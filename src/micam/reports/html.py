@@ -6,6 +6,9 @@ The page has no script and loads nothing from the network, so it opens the same 
   curves and the sanity-check similarities drawn from its numbers);
 * every ``benchmark.md`` of ``micam benchmark``;
 * every PNG in a ``figures`` folder (the paper's figure equivalents from ``micam reproduce``).
+When the evaluations cover more than one model, an overview across them comes before them: MI-CAM's rank per
+metric and model and its paired verdicts, the same table and paragraph as the results page
+(``findings.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from micam import __version__
+from micam.benchmark.result import BENCHMARK_REPORT
+from micam.evaluation.store import REPORT, RESULTS
 from micam.plot import deletion_insertion_plot
+from micam.reports.findings import comparable, overview, overview_title, paired_figure
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1180px;
@@ -115,7 +121,7 @@ def _sanity_figure(sanity: dict[str, list[dict[str, Any]]]) -> Figure:
 
 def _evaluation_section(path: Path) -> str:
     results = json.loads(path.read_text())
-    markdown = path.with_name("results.md")
+    markdown = path.with_name(REPORT)
     parts = [markdown_to_html(markdown.read_text()) if markdown.exists() else ""]
     curves = {m: c for m, c in (results.get("mean_curves") or {}).items() if "deletion" in c}
     if curves:
@@ -128,6 +134,24 @@ def _evaluation_section(path: Path) -> str:
     return "\n".join(parts)
 
 
+def _overview_section(evaluations: list[Path]) -> str:
+    """MI-CAM against the baselines across models, when the runs cover more than one ("" otherwise)."""
+    runs = [r for r in (json.loads(p.read_text()) for p in evaluations) if comparable(r)]
+    if len({r["model"] for r in runs}) < 2:
+        return ""
+    parts = [
+        f'<section class="overview"><h2>{html.escape(overview_title(runs))}</h2>',
+        markdown_to_html("\n".join(overview(runs))),
+    ]
+    if any(r.get("paired") for r in runs):
+        caption = (
+            "MI-CAM minus each baseline, per metric and model: mean over images ± 95 % CI, signed so that right of"
+            " the line means MI-CAM is better"
+        )
+        parts.append(_figure(png_data_uri(paired_figure(runs)), caption))
+    return "\n".join(parts) + "</section>"
+
+
 def _natural_order(path: Path) -> list[object]:
     """fig2 before fig10: numbers in the name compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
@@ -138,8 +162,8 @@ def build_report(results_dir: Path | str, title: str = "micam report") -> str:
     root = Path(results_dir)
     if not root.is_dir():
         raise ValueError(f"--results {root} is not a folder")
-    evaluations = sorted(root.rglob("results.json"))
-    benchmarks = sorted(root.rglob("benchmark.md"))
+    evaluations = sorted(root.rglob(RESULTS))
+    benchmarks = sorted(root.rglob(BENCHMARK_REPORT))
     figures = sorted((p for p in root.rglob("*.png") if "figures" in p.relative_to(root).parts), key=_natural_order)
     if not (evaluations or benchmarks or figures):
         raise ValueError(
@@ -155,6 +179,9 @@ def build_report(results_dir: Path | str, title: str = "micam report") -> str:
         for png in figures:
             caption = png.stem.replace("_", " ").replace("-", " ")
             body.append(_figure(png_data_uri(png), caption))
+    across = _overview_section(evaluations)
+    if across:
+        body.append(across)
     for path in evaluations:
         body.append(
             f'<section class="evaluation"><h2>Evaluation: {html.escape(str(path.parent.relative_to(root)))}</h2>'

@@ -1,10 +1,23 @@
-"""A dependency-free progress line with rate and ETA for long jobs (stderr)."""
+"""Where and how long a run goes: the device's one-line name and a dependency-free progress line (stderr)."""
 
 from __future__ import annotations
 
+import platform
 import sys
 import time
 from typing import TextIO
+
+import torch
+
+
+def device_name(device: torch.device | str) -> str:
+    """ "NVIDIA H100 80GB HBM3" for a CUDA device, "CPU x86_64, 2 threads" for the CPU (with the thread
+    count torch uses, since CPU timings scale with it). Every report carries it (results.json sessions,
+    benchmark tables)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def format_seconds(seconds: float) -> str:

@@ -23,7 +23,7 @@ def overlay_heatmap(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, colo
     """Blend a [0, 1] (H, W) map, coloured with ``colormap``, over an (H, W, 3) [0, 1] image; uint8 out."""
     if image.shape[:2] != cam.shape:
         raise ValueError(f"image {image.shape[:2]} and map {cam.shape} must have the same size")
-    heat = colormaps[colormap](np.clip(cam, 0, 1))[..., :3]
+    heat: np.ndarray = colormaps[colormap](np.clip(cam, 0, 1))[..., :3]
     return (255 * ((1 - alpha) * image + alpha * heat)).round().astype(np.uint8)
 
 

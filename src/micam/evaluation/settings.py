@@ -1,0 +1,93 @@
+"""Every parameter of an evaluation run, their checks, and which of them a resumed run may change."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from micam.evaluation.references import REFERENCES
+from micam.methods import METHODS
+from micam.metrics import TRACKERS
+from micam.metrics.deletion_insertion import REMOVED_PIXELS
+
+# The trackers' groups (micam.metrics.TRACKERS), then the analyses the runner makes itself.
+METRIC_GROUPS = (*(tracker.group for tracker in TRACKERS), "counterfactual", "sanity")
+ALL_METHODS = (*METHODS, *REFERENCES)
+# Settings that may differ between a run and its resumption (they do not change any number); the data
+# is compared by content (data_fingerprint), not by the path it was given under.
+RESUMABLE_KEYS = frozenset(
+    {"limit", "out", "resume", "device", "batch_size", "forward_batch_size", "score_cam_batch_size", "data"}
+    | {"loader_workers"}
+)
+
+
+@dataclass
+class EvaluationSettings:
+    """Every parameter of a run; all of them are written next to the results."""
+
+    data: str
+    model: str = "mobilenet_v2"
+    weights: str = "imagenet"
+    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    metrics: list[str] = field(default_factory=lambda: list(METRIC_GROUPS))
+    limit: int | None = None
+    out: str = "micam-eval"
+    device: str = "auto"
+    resume: bool = False
+    batch_size: int = 16
+    forward_batch_size: int | None = None  # None: 64 on CPU, 1024 on CUDA
+    score_cam_batch_size: int | None = None  # None: 32 on CPU, 1024 on CUDA
+    target: str = "predicted"  # or "label"
+    geometry: Literal["auto", "stretch", "crop"] = "auto"  # "stretch", "crop" or the dataset's recommendation
+    score: Literal["probability", "logit"] = "probability"
+    threshold: float = 0.5
+    steps: int = 100
+    # "black" (pixels set to 0 before normalization), "zero" (tensor 0), "mean", "blur"
+    baseline: Literal["black", "zero", "mean", "blur"] = "black"
+    insertion_order: Literal["standard", "paper"] = "standard"
+    tolerance: float = 15.0
+    mi_preset: str = "default"
+    counterfactual_images: int | None = None  # None: 50 on CUDA, 10 on CPU
+    sanity_images: int | None = None  # None: 4 on CUDA, 1 on CPU (Score-CAM x 20 stages is slow on a CPU)
+    seed: int = 0
+    output_selector: str | int | None = None  # picks the class scores from a tuple/dict model output
+    # A bring-your-own model's options (``micam.models.load``'s keywords; None = the model's own).
+    num_classes: int | None = None
+    labels: str | None = None
+    input_size: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    layer: str | None = None
+    trust_checkpoint: bool | None = None
+    loader_workers: int | None = None  # processes decoding images (None: 2, or 0 where there is one core)
+
+    def check(self) -> None:
+        unknown = [m for m in self.methods if m not in ALL_METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(ALL_METHODS)} or 'all'")
+        unknown = [m for m in self.metrics if m not in METRIC_GROUPS]
+        if unknown or not self.metrics:
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRIC_GROUPS)} or 'all'")
+        choices = {
+            "target": ("predicted", "label"),
+            "geometry": ("auto", "stretch", "crop"),
+            "score": ("probability", "logit"),
+            "baseline": REMOVED_PIXELS,
+            "insertion_order": ("standard", "paper"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be at least 1, got {self.limit}")
+        if self.batch_size < 1 or self.steps < 1:
+            raise ValueError("batch_size and steps must be positive")
+        if self.loader_workers is not None and self.loader_workers < 0:
+            raise ValueError(f"loader_workers must be 0 or more, got {self.loader_workers}")
+
+
+def comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that must match on resume; a setting added after a run was started counts as its
+    default there (every new setting's default reproduces the earlier behaviour)."""
+    defaults = asdict(EvaluationSettings(data=""))
+    return {k: v for k, v in (defaults | settings).items() if k not in RESUMABLE_KEYS}

@@ -1,0 +1,277 @@
+"""The run folder: its file names and columns, and the only copy of a run's results.
+
+Rows are appended a batch at a time (``per_image.csv`` last, flushed and fsynced: a row there is the
+record that an image is finished), and ``results.json`` / ``results.md`` are always rebuilt from the
+rows on disk, never from memory, so a cut batch cannot leak into the summaries and a resumed run
+summarizes exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from micam.evaluation.compare import COMPARED_METRICS, paired_differences
+from micam.evaluation.settings import comparable
+from micam.evaluation.tables import markdown_report
+from micam.metrics import summarize
+
+PER_IMAGE = "per_image.csv"
+CURVES = "curves.csv"
+COUNTERFACTUAL = "counterfactual.csv"
+SKIPPED = "skipped.csv"
+SANITY = "sanity.csv"
+SETTINGS = "settings.json"
+RESULTS = "results.json"
+REPORT = "results.md"
+
+ROW_KEYS = ["image", "label", "predicted", "target", "correct", "method", "seconds"]
+CURVE_COLUMNS = ["image", "method", "kind", "values"]
+CHANGE_METRICS = ("mean_abs_change", "relative_change", "rank_correlation")
+COUNTERFACTUAL_COLUMNS = ["image", "method", "intervention", *CHANGE_METRICS]
+SIMILARITIES = ("ssim", "spearman", "hog")
+SANITY_COLUMNS = ["method", "stage", "layer", *SIMILARITIES]
+SKIPPED_COLUMNS = ["image", "reason"]
+PAIRED_FOCUS = "mi-cam"  # the method results.json compares image by image with every other one
+
+
+@dataclass
+class BatchRows:
+    """What one batch adds to the run folder."""
+
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    counterfactual: list[dict[str, Any]] = field(default_factory=list)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    """The device and software one session of a run computed on."""
+
+    device_name: str
+    torch: str
+    cudnn_tf32: bool | None  # None on the CPU
+
+
+@dataclass
+class Earlier:
+    """The sessions a resumed run continues: their wall time, devices and image count."""
+
+    seconds: float = 0.0
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    images: int = 0
+
+
+class RunStore:
+    """Owns one run folder: ``metrics`` are the per-image metric columns, in table order."""
+
+    def __init__(self, out: str | Path, metrics: Sequence[str]) -> None:
+        self.out = Path(out)
+        self.metrics = list(metrics)
+        self.columns = [*ROW_KEYS, *self.metrics]
+        self.earlier = Earlier()
+
+    def path(self, name: str) -> Path:
+        return self.out / name
+
+    # ------------------------------------------------------------------------- opening and resuming
+    def saved_settings(self, resume: bool) -> dict[str, Any]:
+        """The settings of the run being resumed (empty when not resuming)."""
+        path = self.path(SETTINGS)
+        return json.loads(path.read_text()) if resume and path.exists() else {}
+
+    def open(self, settings: dict[str, Any], resume: bool, methods: Sequence[str]) -> tuple[set[str], dict[str, str]]:
+        """Check the folder against ``settings``, record them, keep only the rows of finished images
+        (every method done), and return the finished images and the skipped ones (image -> reason)."""
+        existing = self.path(PER_IMAGE)
+        if existing.exists() and not resume:
+            raise ValueError(
+                f"{self.out} already holds results; pass --resume to continue that run, or choose another --out"
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        saved = self.saved_settings(resume)
+        if saved and comparable(saved) != comparable(settings):
+            changed = sorted(k for k in comparable(settings) if saved.get(k) != settings.get(k))
+            raise ValueError(f"cannot resume {self.out}: settings differ from the earlier run in {changed}")
+        self.path(SETTINGS).write_text(json.dumps(settings, indent=2))
+        rows = read_csv(existing)
+        methods_of: dict[str, set[str]] = {}
+        for row in rows:
+            methods_of.setdefault(row["image"], set()).add(row["method"])
+        done = {image for image, found in methods_of.items() if found >= set(methods)}
+        rewrite_csv(existing, self.columns, [r for r in rows if r["image"] in done and r["method"] in methods])
+        kept = [r for r in read_csv(self.path(COUNTERFACTUAL)) if r["image"] in done]
+        rewrite_csv(self.path(COUNTERFACTUAL), COUNTERFACTUAL_COLUMNS, kept)
+        curves = {(r["image"], r["method"], r["kind"]): r for r in read_csv(self.path(CURVES)) if r["image"] in done}
+        rewrite_csv(self.path(CURVES), CURVE_COLUMNS, list(curves.values()))
+        skipped = {r["image"]: r["reason"] for r in read_csv(self.path(SKIPPED))}
+        previous = self.path(RESULTS)
+        if previous.exists() and done:
+            earlier = json.loads(previous.read_text())
+            seconds = float(earlier.get("wall_time_s", 0.0))
+            runs = earlier.get("runs") or [
+                {
+                    "device_name": earlier["settings"].get("device_name"),
+                    "torch": earlier["settings"].get("torch"),
+                    "images": len(done),
+                    "seconds": seconds,
+                }
+            ]
+            self.earlier = Earlier(seconds, runs, len(done))
+        return done, skipped
+
+    # ------------------------------------------------------------------------- writing
+    def append(self, batch: BatchRows) -> None:
+        """A batch's rows; ``per_image.csv`` last: its rows commit the batch."""
+        append_csv(self.path(COUNTERFACTUAL), COUNTERFACTUAL_COLUMNS, batch.counterfactual)
+        append_csv(self.path(CURVES), CURVE_COLUMNS, batch.curves)
+        append_csv(self.path(PER_IMAGE), self.columns, batch.per_image)
+
+    def append_skipped(self, failures: dict[str, str]) -> None:
+        append_csv(self.path(SKIPPED), SKIPPED_COLUMNS, [{"image": k, "reason": v} for k, v in failures.items()])
+
+    def has_sanity(self, methods: Iterable[str]) -> bool:
+        return {r["method"] for r in read_csv(self.path(SANITY))} >= set(methods)
+
+    def write_sanity(self, rows: list[dict[str, Any]]) -> None:
+        rewrite_csv(self.path(SANITY), SANITY_COLUMNS, rows)
+
+    # ------------------------------------------------------------------------- results
+    def results(
+        self,
+        *,
+        model: str,
+        methods: Sequence[str],
+        n_requested: int,
+        settings: dict[str, Any],
+        skipped: dict[str, str],
+        seconds: float,
+        session: Session,
+    ) -> dict[str, Any]:
+        """``results.json`` (and ``results.md``) rebuilt from the rows on disk; ``runs`` gains this
+        session (its device, the images it added and its time) once it has added images."""
+        rows = read_csv(self.path(PER_IMAGE))
+        methods_of: dict[str, set[str]] = {}
+        for row in rows:
+            methods_of.setdefault(row["image"], set()).add(row["method"])
+        rows = [r for r in rows if methods_of[r["image"]] >= set(methods)]  # finished images only
+        by_method: dict[str, list[dict[str, str]]] = {name: [] for name in methods}
+        for row in rows:
+            by_method.setdefault(row["method"], []).append(row)
+        summaries = {
+            name: {metric: summarize([float(r[metric]) for r in found]) for metric in self.metrics}
+            | {"seconds_per_image": summarize([float(r["seconds"]) for r in found])}
+            for name, found in by_method.items()
+        }
+        first = {r["image"]: r for r in rows}
+        correct = [float(r["correct"]) for r in first.values() if r["correct"] != ""]
+        current: dict[str, Any] = {
+            "device_name": session.device_name,
+            "torch": session.torch,
+            "images": len(first) - self.earlier.images,
+            "seconds": round(seconds, 2),
+            "cudnn_tf32": session.cudnn_tf32,
+        }
+        results = {
+            "model": model,
+            "n_images": len(first),
+            "n_requested": n_requested,
+            "settings": settings,
+            "methods": summaries,
+            "top1_accuracy": summarize(correct) if correct else None,
+            "skipped": {"count": len(skipped), "images": skipped},
+            "counterfactual": self._counterfactual(),
+            "sanity": self._sanity(),
+            "paired": _paired(rows, methods),
+            "mean_curves": self._mean_curves(),
+            "wall_time_s": round(self.earlier.seconds + seconds, 2),
+            "runs": self.earlier.runs + ([current] if current["images"] > 0 or not self.earlier.runs else []),
+        }
+        self.path(RESULTS).write_text(json.dumps(results, indent=2, allow_nan=True))
+        self.path(REPORT).write_text(markdown_report(results))
+        return results
+
+    def _counterfactual(self) -> dict[str, Any]:
+        groups: dict[str, dict[str, dict[str, list[float]]]] = {}
+        for row in read_csv(self.path(COUNTERFACTUAL)):
+            group = groups.setdefault(row["method"], {}).setdefault(row["intervention"], {})
+            for metric in CHANGE_METRICS:
+                group.setdefault(metric, []).append(float(row[metric]))
+        return {
+            m: {i: {k: summarize(v) for k, v in metrics.items()} for i, metrics in by.items()}
+            for m, by in groups.items()
+        }
+
+    def _sanity(self) -> dict[str, list[dict[str, Any]]]:
+        sanity: dict[str, list[dict[str, Any]]] = {}
+        for row in read_csv(self.path(SANITY)):
+            sanity.setdefault(row["method"], []).append(
+                {"stage": int(row["stage"]), "layer": row["layer"]} | {k: float(row[k]) for k in SIMILARITIES}
+            )
+        return sanity
+
+    def _mean_curves(self) -> dict[str, Any]:
+        """Each method's mean deletion and insertion curve (float64 sums of the stored curves)."""
+        sums: dict[str, dict[str, list[float]]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        for row in read_csv(self.path(CURVES)):
+            values = [float(v) for v in row["values"].split()]
+            kinds = sums.setdefault(row["method"], {})
+            total = kinds.get(row["kind"])
+            kinds[row["kind"]] = values if total is None else [a + b for a, b in zip(total, values, strict=True)]
+            per_kind = counts.setdefault(row["method"], {})
+            per_kind[row["kind"]] = per_kind.get(row["kind"], 0) + 1
+        return {
+            method: {kind: [v / counts[method][kind] for v in total] for kind, total in kinds.items()}
+            | {"n": counts[method].get("deletion", 0)}
+            for method, kinds in sums.items()
+        }
+
+
+def _paired(rows: list[dict[str, str]], methods: Sequence[str]) -> dict[str, Any]:
+    """MI-CAM minus each other method, image by image (empty without MI-CAM or without rows)."""
+    metrics = [m for m in COMPARED_METRICS if rows and m in rows[0]]
+    if PAIRED_FOCUS not in methods or len(methods) < 2 or not metrics:
+        return {}
+    return {"focus": PAIRED_FOCUS, "differences": paired_differences(rows, PAIRED_FOCUS, metrics)}
+
+
+# ----------------------------------------------------------------------------- CSV files
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV, dropping a last line cut short by a killed run."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        return [row for row in reader if None not in row.values() and len(row) == len(columns)]
+
+
+def rewrite_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def append_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    """Append rows in one write (an interrupt cannot leave half a batch), then fsync."""
+    if not rows and path.exists():
+        return
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), extrasaction="ignore")
+    if not path.exists():
+        writer.writeheader()
+    writer.writerows(rows)
+    with path.open("a", newline="") as handle:
+        handle.write(text.getvalue())
+        handle.flush()
+        os.fsync(handle.fileno())

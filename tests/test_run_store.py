@@ -1,0 +1,125 @@
+"""The evaluation's run store (the only copy of the results) and its loop over a DataLoader."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict
+
+import pytest
+from PIL import Image
+
+from micam.cli.main import main
+from micam.evaluation import EvaluationSettings
+from micam.evaluation.store import PER_IMAGE, RESULTS, SKIPPED, BatchRows, RunStore, Session
+from micam.metrics import summarize
+
+SESSION = Session("CPU test", "2.x", None)
+# What results.md reads of a run's resolved settings.
+SETTINGS = asdict(EvaluationSettings(data="data.json")) | {
+    "dataset_kind": "annotations",
+    "geometry_used": "stretch",
+    "target_layer": "features",
+    "torch": "2.x",
+}
+
+
+def _row(image: str, method: str, drop: float, seconds: float = 0.5) -> dict:
+    return {"image": image, "label": 1, "predicted": 1, "target": 1, "correct": 1, "method": method} | {
+        "seconds": seconds,
+        "average_drop": drop,
+    }
+
+
+def _results(store: RunStore, methods=("grad-cam", "mi-cam")) -> dict:
+    return store.results(
+        model="tiny", methods=list(methods), n_requested=3, settings=SETTINGS, skipped={}, seconds=1.0, session=SESSION
+    )
+
+
+def test_results_are_rebuilt_from_the_rows_on_disk(tmp_path):
+    store = RunStore(tmp_path, ["average_drop"])
+    assert store.open({"model": "tiny"}, resume=False, methods=["grad-cam", "mi-cam"]) == (set(), {})
+    curves = [
+        {"image": "a", "method": "grad-cam", "kind": "deletion", "values": "1 0.5 0"},
+        {"image": "a", "method": "grad-cam", "kind": "insertion", "values": "0 0.5 1"},
+        {"image": "b", "method": "grad-cam", "kind": "deletion", "values": "1 0.25 0"},
+        {"image": "b", "method": "grad-cam", "kind": "insertion", "values": "0 0.25 1"},
+    ]
+    rows = [_row("a", "grad-cam", 10.0), _row("a", "mi-cam", 30.0), _row("b", "grad-cam", 20.0)]
+    rows.append(_row("b", "mi-cam", 50.0))
+    store.append(BatchRows(per_image=rows, curves=curves))
+    results = _results(store)
+    assert results["n_images"] == 2 and results["top1_accuracy"]["mean"] == 1.0
+    assert results["methods"]["grad-cam"]["average_drop"] == summarize([10.0, 20.0])
+    assert results["methods"]["mi-cam"]["average_drop"]["mean"] == 40.0
+    assert results["methods"]["mi-cam"]["seconds_per_image"] == {"mean": 0.5, "std": 0.0, "n": 2}
+    assert results["mean_curves"]["grad-cam"] == {"deletion": [1.0, 0.375, 0.0], "insertion": [0.0, 0.375, 1.0], "n": 2}
+    assert results["paired"]["differences"]["grad-cam"]["average_drop"]["mean"] == 25.0  # MI-CAM minus it
+    assert results["runs"] == [
+        {"device_name": "CPU test", "torch": "2.x", "images": 2, "seconds": 1.0, "cudnn_tf32": None}
+    ]
+    assert json.loads((tmp_path / RESULTS).read_text()) == json.loads(json.dumps(results))
+    assert (tmp_path / "results.md").read_text().startswith("# micam evaluate: tiny on 2 of 3 images")
+
+
+def test_resume_keeps_only_images_every_method_finished_and_counts_the_earlier_session(tmp_path):
+    store = RunStore(tmp_path, ["average_drop"])
+    store.open({"model": "tiny"}, resume=False, methods=["grad-cam", "mi-cam"])
+    rows = [_row("a", "grad-cam", 1.0), _row("a", "mi-cam", 2.0), _row("b", "grad-cam", 3.0)]  # b half done
+    store.append(BatchRows(per_image=rows))
+    store.append_skipped({"c": "OSError: unreadable"})
+    _results(store)
+    with (tmp_path / PER_IMAGE).open("a") as handle:
+        handle.write("d,1,1,1,1,grad-cam,0.5,9")  # a torn last line (no newline, a cut number)
+    again = RunStore(tmp_path, ["average_drop"])
+    with pytest.raises(ValueError, match="--resume"):
+        again.open({"model": "tiny"}, resume=False, methods=["grad-cam", "mi-cam"])
+    with pytest.raises(ValueError, match=r"settings differ .*\['model'\]"):
+        again.open({"model": "other"}, resume=True, methods=["grad-cam", "mi-cam"])
+    done, skipped = again.open({"model": "tiny"}, resume=True, methods=["grad-cam", "mi-cam"])
+    assert done == {"a"} and skipped == {"c": "OSError: unreadable"}
+    with (tmp_path / PER_IMAGE).open() as handle:
+        assert [r["image"] for r in csv.DictReader(handle)] == ["a", "a"]
+    again.append(BatchRows(per_image=[_row("b", "grad-cam", 3.0), _row("b", "mi-cam", 4.0)]))
+    results = _results(again)
+    assert results["n_images"] == 2 and [r["images"] for r in results["runs"]] == [1, 1]
+    assert results["methods"]["grad-cam"]["average_drop"]["n"] == 2
+
+
+def test_missing_localization_values_are_counted_apart(tmp_path):
+    store = RunStore(tmp_path, ["pointing_game"])
+    store.open({}, resume=False, methods=["grad-cam"])
+    rows = [_row("a", "grad-cam", 0) | {"pointing_game": 1.0}, _row("b", "grad-cam", 0) | {"pointing_game": math.nan}]
+    store.append(BatchRows(per_image=rows))
+    summary = _results(store, ["grad-cam"])["methods"]["grad-cam"]["pointing_game"]
+    assert summary == {"mean": 1.0, "std": 0.0, "n": 1, "n_undefined": 1}
+
+
+def _images(folder, count):
+    for i in range(count):
+        Image.new("RGB", (40, 40), (40 * i, 200 - 30 * i, 30)).save(folder / f"{i}.png")
+
+
+def test_worker_processes_decode_the_same_batches_and_a_bad_first_image_is_skipped_once(tmp_path, monkeypatch):
+    from conftest import tiny_loaded_model
+    from micam import models
+
+    monkeypatch.setattr(models, "load", lambda name, weights="imagenet", device="cpu": tiny_loaded_model())
+    _images(tmp_path, 5)
+    (tmp_path / "broken.png").write_text("not a picture")
+    listing = tmp_path / "list.csv"
+    listing.write_text("file,label\nbroken.png,1\n" + "".join(f"{i}.png,{i % 5}\n" for i in range(5)))
+    found = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"run-{workers}"
+        argv = ["evaluate", "--data", str(listing), "--out", str(out), "--methods", "grad-cam,mi-cam,random"]
+        argv += ["--steps", "2", "--metrics", "drop-increase,deletion-insertion", "--batch-size", "2"]
+        assert main([*argv, "--loader-workers", workers, "--device", "cpu"]) == 1  # one image skipped
+        with (out / PER_IMAGE).open() as handle:
+            found[workers] = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(handle)]
+        with (out / SKIPPED).open() as handle:
+            assert [r["image"] for r in csv.DictReader(handle)] == ["broken.png"]  # listed once
+        assert json.loads((out / RESULTS).read_text())["n_images"] == 5
+    assert found["0"] == found["2"] and len(found["0"]) == 5 * 3
