@@ -88,3 +88,11 @@ def test_an_unexpected_error_is_one_line_and_exit_status_3(monkeypatch, capsys):
     monkeypatch.setenv("MICAM_DEBUG", "1")
     with pytest.raises(TypeError):
         main(["explain", "x.png"])
+
+
+def test_counts_that_cannot_be_right_are_usage_errors(tmp_path, capsys):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (20, 20)).save(image)
+    for flag in (["--top", "0"], ["--score-cam-batch-size", "-1"]):
+        assert main(["explain", str(image), "--weights", "random", "--out", str(tmp_path), *flag]) == 2
+        assert "must be at least 1" in capsys.readouterr().err

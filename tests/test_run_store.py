@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import asdict
 
 import pytest
@@ -71,6 +72,7 @@ def test_resume_keeps_only_images_every_method_finished_and_counts_the_earlier_s
     store.append(BatchRows(per_image=rows))
     store.append_skipped({"c": "OSError: unreadable"})
     _results(store)
+    store.close()
     with (tmp_path / PER_IMAGE).open("a") as handle:
         handle.write("d,1,1,1,1,grad-cam,0.5,9")  # a torn last line (no newline, a cut number)
     again = RunStore(tmp_path, ["average_drop"])
@@ -123,3 +125,76 @@ def test_worker_processes_decode_the_same_batches_and_a_bad_first_image_is_skipp
             assert [r["image"] for r in csv.DictReader(handle)] == ["broken.png"]  # listed once
         assert json.loads((out / RESULTS).read_text())["n_images"] == 5
     assert found["0"] == found["2"] and len(found["0"]) == 5 * 3
+
+
+def test_a_torn_last_row_is_dropped_even_when_its_cut_leaves_every_column(tmp_path):
+    store = RunStore(tmp_path, ["ebpg"])
+    store.open({}, resume=False, methods=["grad-cam"])
+    store.append(BatchRows(per_image=[_row("a", "grad-cam", 0) | {"ebpg": 91.5}]))
+    with (tmp_path / PER_IMAGE).open("a") as handle:
+        handle.write("b,1,1,1,1,grad-cam,0.5,9")  # "97.3" cut after its first digit, no newline
+    store.close()
+    done, _ = RunStore(tmp_path, ["ebpg"]).open({}, resume=True, methods=["grad-cam"])
+    assert done == {"a"}
+    text = (tmp_path / PER_IMAGE).read_text()
+    assert text.endswith("\n") and "b," not in text
+
+
+def test_one_process_at_a_time_writes_a_run_folder(tmp_path):
+    first = RunStore(tmp_path, ["average_drop"])
+    first.open({}, resume=False, methods=["grad-cam"])
+    second = RunStore(tmp_path, ["average_drop"])
+    with pytest.raises(ValueError, match=rf"in use by process {os.getpid()}"):
+        second.open({}, resume=True, methods=["grad-cam"])
+    first.close()
+    second.open({}, resume=True, methods=["grad-cam"])  # free again once the first is done
+    second.close()
+
+
+def test_a_damaged_results_json_is_rebuilt_and_a_damaged_settings_json_is_named(tmp_path):
+    store = RunStore(tmp_path, ["average_drop"])
+    store.open({"model": "tiny"}, resume=False, methods=["grad-cam", "mi-cam"])
+    store.append(BatchRows(per_image=[_row("a", "grad-cam", 1.0), _row("a", "mi-cam", 2.0)]))
+    _results(store)
+    store.close()
+    text = (tmp_path / RESULTS).read_text()
+    (tmp_path / RESULTS).write_text(text[:100])  # cut by a full disk
+    again = RunStore(tmp_path, ["average_drop"])
+    assert again.open({"model": "tiny"}, resume=True, methods=["grad-cam", "mi-cam"])[0] == {"a"}
+    results = _results(again)
+    assert results["n_images"] == 1 and results["runs"][0]["device_name"].startswith("unknown")
+    again.close()
+    (tmp_path / "settings.json").write_text('{"model": "ti')
+    with pytest.raises(ValueError, match="settings.json"):
+        RunStore(tmp_path, ["average_drop"]).open({"model": "tiny"}, resume=True, methods=["grad-cam"])
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files behind
+
+
+def test_labels_and_settings_that_cannot_be_right_are_refused(tmp_path):
+    from micam.evaluation import read_dataset
+
+    for label in ("472.7", "true", "-3"):
+        (tmp_path / "list.csv").write_text(f"file,label\na.png,{label}\n")
+        with pytest.raises(ValueError, match="class index"):
+            read_dataset(tmp_path / "list.csv")
+    (tmp_path / "list.csv").write_text("file,label\na.png,472.0\n")
+    assert read_dataset(tmp_path / "list.csv").samples[0].label == 472
+    bad = {
+        "threshold": math.nan,
+        "tolerance": -5.0,
+        "sanity_images": -1,
+        "counterfactual_images": -2,
+        "forward_batch_size": 0,
+    }
+    for key, value in bad.items():
+        with pytest.raises(ValueError, match=key):
+            EvaluationSettings(data="x", **{key: value}).check()
+
+
+def test_only_regular_files_are_read_as_images(tmp_path):
+    from micam.evaluation.datasets import read_rgb
+
+    fifo = tmp_path / "f.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_rgb(fifo)  # would block forever in open()

@@ -155,6 +155,10 @@ def build_method(name: str, loaded: models.LoadedModel, layer: str | None, args:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.top < 1 or args.score_cam_batch_size < 1:
+        raise ValueError(
+            f"--top and --score-cam-batch-size must be at least 1, got {args.top} and {args.score_cam_batch_size}"
+        )
     method_names = parse_methods(args.method)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     loaded = models.load(model_spec(args), weights=args.weights, device=device, **model_options(args))

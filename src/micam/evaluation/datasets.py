@@ -139,9 +139,18 @@ def _read_csv(path: Path) -> Dataset:
 
 
 def _label(value: str | float | None) -> int | None:
+    """A class index: an int, or text/float holding a whole number; 472.7, true or [1] are refused."""
     if value is None or value == "":
         return None
-    return int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"label {value!r} is not a class index")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"label {value!r} is not a class index") from None
+    if not number.is_integer() or number < 0:
+        raise ValueError(f"label {value!r} is not a class index (a whole number 0 or more)")
+    return int(number)
 
 
 def _boxes(values: Sequence[Sequence[str | float]]) -> tuple[Box, ...]:
@@ -163,7 +172,10 @@ def _check_unique(samples: list[Sample], source: Path) -> None:
 
 
 def read_rgb(path: Path) -> Image.Image:
-    """Open and fully decode an image as RGB (a truncated or unreadable file fails here)."""
+    """Open and fully decode an image as RGB (a truncated or unreadable file fails here; only regular
+    files are opened: a FIFO or a device named like an image would block or never end)."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path} is not a regular file")
     with Image.open(path) as image:
         image.load()
         return image.convert("RGB")

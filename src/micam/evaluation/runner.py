@@ -95,6 +95,24 @@ def _evaluate(settings: EvaluationSettings, log: Callable[[str], None]) -> dict[
     geometry = dataset.geometry if settings.geometry == "auto" else settings.geometry
     step = Step(settings, loaded, device, dataset.has_boxes)
     store = RunStore(settings.out, step.metric_names)
+    try:
+        return _run(store, step, settings, dataset, samples, loaded, geometry, device, log)
+    finally:
+        store.close()
+
+
+def _run(
+    store: RunStore,
+    step: Step,
+    settings: EvaluationSettings,
+    dataset: Dataset,
+    samples: list[Sample],
+    loaded: models.LoadedModel,
+    geometry: Geometry,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The main pass over the images left to do (the store is open and locked)."""
     done, skipped = store.open(
         asdict(settings) | {"data_fingerprint": _fingerprint(dataset)}, settings.resume, settings.methods
     )

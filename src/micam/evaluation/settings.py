@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -82,6 +83,16 @@ class EvaluationSettings:
             raise ValueError(f"limit must be at least 1, got {self.limit}")
         if self.batch_size < 1 or self.steps < 1:
             raise ValueError("batch_size and steps must be positive")
+        if not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
+            raise ValueError(f"threshold must be a number in [0, 1] (maps are scaled to [0, 1]), got {self.threshold}")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ValueError(f"tolerance must be a finite number of pixels, 0 or more, got {self.tolerance}")
+        for key in ("counterfactual_images", "sanity_images", "forward_batch_size", "score_cam_batch_size"):
+            value = getattr(self, key)
+            if value is not None and (value < 0 or (value == 0 and key.endswith("batch_size"))):
+                raise ValueError(
+                    f"{key} must be {'positive' if key.endswith('batch_size') else '0 or more'}, got {value}"
+                )
         if self.loader_workers is not None and self.loader_workers < 0:
             raise ValueError(f"loader_workers must be 0 or more, got {self.loader_workers}")
 

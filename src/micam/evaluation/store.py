@@ -9,13 +9,14 @@ summarizes exactly as an uninterrupted one.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from micam.evaluation.compare import COMPARED_METRICS, paired_differences
 from micam.evaluation.settings import comparable
@@ -30,6 +31,7 @@ SANITY = "sanity.csv"
 SETTINGS = "settings.json"
 RESULTS = "results.json"
 REPORT = "results.md"
+LOCK = ".micam.lock"  # held by the process writing the folder
 
 ROW_KEYS = ["image", "label", "predicted", "target", "correct", "method", "seconds"]
 CURVE_COLUMNS = ["image", "method", "kind", "values"]
@@ -76,6 +78,7 @@ class RunStore:
         self.metrics = list(metrics)
         self.columns = [*ROW_KEYS, *self.metrics]
         self.earlier = Earlier()
+        self._lock_handle: IO[str] | None = None
 
     def path(self, name: str) -> Path:
         return self.out / name
@@ -84,7 +87,7 @@ class RunStore:
     def saved_settings(self, resume: bool) -> dict[str, Any]:
         """The settings of the run being resumed (empty when not resuming)."""
         path = self.path(SETTINGS)
-        return json.loads(path.read_text()) if resume and path.exists() else {}
+        return dict(read_json(path)) if resume and path.exists() else {}
 
     def open(self, settings: dict[str, Any], resume: bool, methods: Sequence[str]) -> tuple[set[str], dict[str, str]]:
         """Check the folder against ``settings``, record them, keep only the rows of finished images
@@ -95,11 +98,12 @@ class RunStore:
                 f"{self.out} already holds results; pass --resume to continue that run, or choose another --out"
             )
         self.out.mkdir(parents=True, exist_ok=True)
+        self._lock()
         saved = self.saved_settings(resume)
         if saved and comparable(saved) != comparable(settings):
             changed = sorted(k for k in comparable(settings) if saved.get(k) != settings.get(k))
             raise ValueError(f"cannot resume {self.out}: settings differ from the earlier run in {changed}")
-        self.path(SETTINGS).write_text(json.dumps(settings, indent=2))
+        write_atomically(self.path(SETTINGS), json.dumps(settings, indent=2))
         rows = read_csv(existing)
         methods_of: dict[str, set[str]] = {}
         for row in rows:
@@ -112,19 +116,54 @@ class RunStore:
         rewrite_csv(self.path(CURVES), CURVE_COLUMNS, list(curves.values()))
         skipped = {r["image"]: r["reason"] for r in read_csv(self.path(SKIPPED))}
         previous = self.path(RESULTS)
-        if previous.exists() and done:
-            earlier = json.loads(previous.read_text())
+        try:
+            earlier = read_json(previous) if previous.exists() and done else None
+        except ValueError:  # damaged (a kill or a full disk mid-write): rebuilt from the rows
+            earlier = {}
+        damaged = earlier is not None and (not isinstance(earlier, dict) or not earlier)
+        if damaged:
+            unknown = {"device_name": "unknown (results.json was damaged)", "torch": None, "seconds": 0.0}
+            self.earlier = Earlier(0.0, [unknown | {"images": len(done)}], len(done))
+        elif earlier is not None:
             seconds = float(earlier.get("wall_time_s", 0.0))
             runs = earlier.get("runs") or [
                 {
-                    "device_name": earlier["settings"].get("device_name"),
-                    "torch": earlier["settings"].get("torch"),
+                    "device_name": (earlier.get("settings") or {}).get("device_name"),
+                    "torch": (earlier.get("settings") or {}).get("torch"),
                     "images": len(done),
                     "seconds": seconds,
                 }
             ]
             self.earlier = Earlier(seconds, runs, len(done))
         return done, skipped
+
+    def _lock(self) -> None:
+        """Hold an exclusive lock on the folder until ``close`` (or the process ends): two processes
+        appending to one run would duplicate its rows."""
+        if self._lock_handle is not None:
+            return
+        handle = self.path(LOCK).open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ValueError(
+                f"{self.out} is in use by {holder}; wait for it to finish, or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        self._lock_handle = handle
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
 
     # ------------------------------------------------------------------------- writing
     def append(self, batch: BatchRows) -> None:
@@ -193,8 +232,8 @@ class RunStore:
             "wall_time_s": round(self.earlier.seconds + seconds, 2),
             "runs": self.earlier.runs + ([current] if current["images"] > 0 or not self.earlier.runs else []),
         }
-        self.path(RESULTS).write_text(json.dumps(results, indent=2, allow_nan=True))
-        self.path(REPORT).write_text(markdown_report(results))
+        write_atomically(self.path(RESULTS), json.dumps(results, indent=2, allow_nan=True))
+        write_atomically(self.path(REPORT), markdown_report(results))
         return results
 
     def _counterfactual(self) -> dict[str, Any]:
@@ -244,22 +283,45 @@ def _paired(rows: list[dict[str, str]], methods: Sequence[str]) -> dict[str, Any
 
 # ----------------------------------------------------------------------------- CSV files
 def read_csv(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV, dropping a last line cut short by a killed run."""
+    """Rows of a CSV, dropping a last line cut short by a killed run: rows are appended whole, each
+    ending in a newline, so a last line without one is torn (even where its cut leaves every column,
+    as in ``...,9`` of ``97.3``)."""
     if not path.exists():
         return []
     with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        return [row for row in reader if None not in row.values() and len(row) == len(columns)]
+        text = handle.read()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = reader.fieldnames or []
+    return [row for row in reader if None not in row.values() and len(row) == len(columns)]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` all at once (temporary file, fsync, rename): a kill or a full disk
+    leaves the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of the run folder; a damaged one is named in the error."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {path} ({type(error).__name__}: {error})") from None
 
 
 def rewrite_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, text.getvalue())
 
 
 def append_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
