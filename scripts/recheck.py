@@ -1,7 +1,7 @@
 """Re-evaluate a few images of a committed run on this machine and compare them with its rows.
 
     python scripts/recheck.py docs/results/efficientnet_lite0 \\
-        --data ../shared/data/ilsvrc2012-val/annotations.json --images 129-132 [--device cpu]
+        --data ../shared/data/ilsvrc2012-val/annotations.json --images 129-132 [--device cpu] [--keep DIR]
 
 A run resumed across devices (an H100 here, the CPU there) mixes their arithmetic: cuDNN may run
 convolutions in TF32 (PyTorch's default), the CPU in full float32. This runs ``micam evaluate`` with the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -88,6 +89,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="the run's annotations JSON")
     parser.add_argument("--images", default="1-4", help="1-based positions in the data (default: 1-4)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="also keep the recomputed run folder here (to compare two versions of micam row for row)",
+    )
     args = parser.parse_args()
     saved = json.loads((args.run / SETTINGS).read_text())
     results = json.loads((args.run / RESULTS).read_text())
@@ -106,6 +113,8 @@ def main() -> None:
         }
         evaluate(EvaluationSettings(**values))
         again = read_rows(folder / "out" / PER_IMAGE)
+        if args.keep is not None:
+            shutil.copytree(folder / "out", args.keep, dirs_exist_ok=True)
     committed = read_rows(args.run / PER_IMAGE)
     missing = sorted({image for image, _ in again} - {image for image, _ in committed})
     if missing:
