@@ -96,3 +96,14 @@ def test_counts_that_cannot_be_right_are_usage_errors(tmp_path, capsys):
     for flag in (["--top", "0"], ["--score-cam-batch-size", "-1"]):
         assert main(["explain", str(image), "--weights", "random", "--out", str(tmp_path), *flag]) == 2
         assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_output_folders_are_sanitized_names_inside_out(tmp_path):
+    image = tmp_path / "...png"  # its stem is "..": once, outputs landed next to --out
+    Image.new("RGB", (20, 20), (90, 30, 200)).save(image, format="PNG")
+    out = tmp_path / "out" / "inner"
+    argv = ["explain", str(image), "--weights", "random", "--method", "grad-cam", "--out", str(out), "--top", "1"]
+    assert main(argv) == 0
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert written and all(p.resolve().is_relative_to(out.resolve()) for p in written)
+    assert (out / "image" / "grad-cam.png").exists()

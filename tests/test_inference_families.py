@@ -53,9 +53,26 @@ FAMILIES = {
 }
 
 
-def _small_conv_layer(model: nn.Module) -> str:
-    """The last of the Conv2d layers with the fewest output channels (keeps Score-CAM's masked passes few)."""
-    convs = [(m.out_channels, -i, n) for i, (n, m) in enumerate(model.named_modules()) if isinstance(m, nn.Conv2d)]
+def _small_conv_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The last of the Conv2d layers with a spatial output and the fewest output channels (few masked
+    passes for Score-CAM; squeeze-and-excitation convs, which see one position, are left out)."""
+    spatial: dict[str, bool] = {}
+    hooks = [
+        module.register_forward_hook(
+            lambda _m, _i, out, name=name: spatial.__setitem__(name, out.shape[-2:].numel() > 1)
+        )
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d)
+    ]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    convs = [
+        (m.out_channels, -i, n)
+        for i, (n, m) in enumerate(model.named_modules())
+        if isinstance(m, nn.Conv2d) and spatial.get(n)
+    ]
     return min(convs)[2]
 
 
@@ -78,7 +95,7 @@ def test_the_copy_computes_the_models_function_and_score_cam_is_unchanged(family
     assert all("BatchNormAct" not in change for change in copy_changes(runner.fast))
     if "vit" in family:  # no conv layer with spatial maps to mask; the copy itself is what matters
         return
-    layer = _small_conv_layer(model)
+    layer = _small_conv_layer(model, x[:1])
     with ScoreCAM(model, target_layers=[layer], batch_size=32) as cam:
         fast = cam(x[:1], targets=[3])
         fast_weights = cam.last_weights

@@ -126,3 +126,14 @@ def test_constructor_arguments_are_validated(tiny_cnn):
         MICAM(tiny_cnn, pixel_mean=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="batch_size"):
         ScoreCAM(tiny_cnn, batch_size=0)
+
+
+@pytest.mark.parametrize("method", [GradCAM, MICAM])
+def test_a_layer_with_one_position_gives_zeros_and_a_warning_not_stretched_rounding_noise(method):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 4, 1), nn.Flatten()
+    ).eval()
+    with pytest.warns(RuntimeWarning, match="single spatial position"), method(model, target_layers=["3"]) as cam:
+        maps = cam(torch.randn(2, 3, 16, 16), **({} if method is MICAM else {"targets": [1, 2]}))
+    assert maps.shape == (2, 16, 16) and not maps.any()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -200,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         stem = _unique_stem(path.stem, used_stems)
         folder = args.out / stem
+        if not folder.resolve().is_relative_to(args.out.resolve()):  # the stem is sanitized: never taken
+            raise RuntimeError(f"output folder {folder} would lie outside --out {args.out}")
         folder.mkdir(parents=True, exist_ok=True)
         x = loaded.preprocess(image)[None].to(device)
         with torch.no_grad():
@@ -261,6 +264,9 @@ def _shown(name: str, index: int) -> str:
 
 
 def _unique_stem(stem: str, used: set[str]) -> str:
+    """A folder name for an image's outputs: its file stem with anything but letters, digits, ``-``, ``_``
+    and inner dots replaced (``...png`` would give ``..``, a way out of ``--out``), unique in this run."""
+    stem = re.sub(r"[^\w.-]", "_", stem).strip(".") or "image"
     candidate, counter = stem, 1
     while candidate in used:
         counter += 1

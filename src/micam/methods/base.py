@@ -245,10 +245,23 @@ class BaseCAM:
                 )
                 with torch.no_grad():
                     weights = self.channel_weights(context)
-                    maps.append(self.layer_map(context, weights, tuple(inputs.shape[2:])))
+                    if context.activations.shape[2:].numel() > 1:
+                        maps.append(self.layer_map(context, weights, tuple(inputs.shape[2:])))
+                    else:  # one position: any "map" would be float rounding stretched to [0, 1]
+                        warnings.warn(
+                            f"layer {name!r} has a single spatial position, so its map cannot show where the model "
+                            "looks; it is left out (all zeros when it is the only layer; choose an earlier layer "
+                            "with a spatial output)",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
                 self.last_layer_weights[name] = weights.detach()
             del recording
         with torch.no_grad():
+            if not maps:
+                return inputs.new_zeros((inputs.shape[0], *inputs.shape[2:]), dtype=torch.float32).to(
+                    input_tensor.device
+                )
             cam = (
                 scale_to_unit(torch.stack([scale_to_unit(m) for m in maps]).mean(0))
                 if len(maps) > 1
