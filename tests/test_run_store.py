@@ -198,3 +198,12 @@ def test_only_regular_files_are_read_as_images(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file"):
         read_rgb(fifo)  # would block forever in open()
+
+
+def test_an_excel_csv_with_a_byte_order_mark_reads_and_a_nan_box_is_skipped_not_scored(tmp_path):
+    from micam.evaluation import read_dataset
+
+    (tmp_path / "list.csv").write_bytes("\ufefffile,label,boxes\na.png,3,1 2 10 12\nb.png,4,nan 0 5 5\n".encode())
+    with pytest.warns(UserWarning, match="not a finite number"):
+        samples = read_dataset(tmp_path / "list.csv").samples
+    assert [(s.key, s.label, s.boxes) for s in samples] == [("a.png", 3, ((1.0, 2.0, 10.0, 12.0),)), ("b.png", 4, ())]

@@ -184,3 +184,14 @@ def test_a_torchvision_detector_is_explained_through_its_own_detections():
     assert maps.shape == (1, 128, 128) and float(maps.max()) == 1.0 and float(maps.min()) == 0.0
     with pytest.raises(ValueError, match="callable"), GradCAM(detector, target_layers=["backbone.body.16"]) as cam:
         cam(x, targets=[1])  # a class index cannot be read off a list of dicts
+
+
+def test_numpy_and_tensor_class_indices_are_targets_like_ints():
+    import numpy as np
+
+    model, x = _pooled(5), torch.randn(2, 3, 6, 6)
+    with GradCAM(model, target_layers=["features"]) as cam:
+        expected = cam(x, targets=[3, 1])
+        for targets in (np.array([3, 1]), torch.tensor([3, 1]), [np.int64(3), torch.tensor(1)]):
+            torch.testing.assert_close(cam(x, targets=list(targets)), expected)
+        torch.testing.assert_close(cam(x, targets=np.int64(3)), cam(x, targets=3))

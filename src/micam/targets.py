@@ -19,8 +19,9 @@ detection (torchvision)            ``DetectionBoxTarget(labels, boxes)``
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, SupportsInt, cast
 
 import torch
 from torch import Tensor
@@ -185,14 +186,29 @@ def normalize_targets(targets: TargetsSpec, output: Tensor | None, batch_size: i
         return [ClassifierOutputTarget(int(c)) for c in _class_scores(output).argmax(dim=1).tolist()]
     if isinstance(targets, bool):
         raise TypeError("targets must be None, an int, a list of ints or a list of callables")
-    if isinstance(targets, int):
-        return [ClassifierOutputTarget(targets)] * batch_size
+    if _is_class_index(targets):
+        return [ClassifierOutputTarget(_as_index(targets))] * batch_size
     if callable(targets):
         return [targets] * batch_size
-    targets = list(targets)
+    targets = list(cast(Sequence[Any], targets))  # not a class index, not a callable: a sequence
     if len(targets) != batch_size:
         raise ValueError(f"got {len(targets)} targets for a batch of {batch_size}; pass one per sample")
-    return [ClassifierOutputTarget(t) if isinstance(t, int) else t for t in targets]
+    return [ClassifierOutputTarget(_as_index(t)) if _is_class_index(t) else cast(Target, t) for t in targets]
+
+
+def _is_class_index(value: object) -> bool:
+    """An int, a numpy integer or a one-element integer tensor (not a bool)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    if not isinstance(value, Tensor) or value.numel() != 1:
+        return False
+    return not value.is_floating_point() and value.dtype != torch.bool
+
+
+def _as_index(value: object) -> int:
+    return int(cast(SupportsInt, value))  # an int, a numpy integer or a one-element tensor: _is_class_index
 
 
 def all_callables(targets: TargetsSpec) -> bool:

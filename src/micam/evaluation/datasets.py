@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +121,7 @@ def _read_folder(root: Path) -> Dataset:
 
 
 def _read_csv(path: Path) -> Dataset:
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel writes a byte-order mark first
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"{path} has no rows")
@@ -154,9 +156,14 @@ def _label(value: str | float | None) -> int | None:
 
 
 def _boxes(values: Sequence[Sequence[str | float]]) -> tuple[Box, ...]:
+    """Boxes as (x0, y0, x1, y1); a box with a NaN or infinite coordinate is skipped with a warning
+    (never scored: it would count as a miss)."""
     boxes = []
     for box in values:
         x0, y0, x1, y1 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            warnings.warn(f"box {list(box)} has a coordinate that is not a finite number; skipped", stacklevel=2)
+            continue
         if x1 < x0 or y1 < y0:
             raise ValueError(f"box {list(box)} is not (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
         boxes.append((x0, y0, x1, y1))
