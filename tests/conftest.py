@@ -38,6 +38,19 @@ class LinearHead(nn.Module):
         return self.fc(self.conv(x).mean(dim=(2, 3)))
 
 
+class TokenModel(nn.Module):
+    """ViT-like: a patch-embedding conv, then (B, N, D) tokens through a block, mean-pooled to 3 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 6, 4, stride=4)
+        self.block = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.patch(x).flatten(2).transpose(1, 2)).mean(dim=1))
+
+
 def channel_picker(picks: list[int], in_channels: int = 3) -> nn.Conv2d:
     """A 1x1 conv whose output channel k copies input channel picks[k]."""
     conv = nn.Conv2d(in_channels, len(picks), 1, bias=False)

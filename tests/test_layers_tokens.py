@@ -10,6 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import TokenModel
 from micam import GradCAM
 from micam.capture import (
     ChannelsLast,
@@ -123,19 +124,6 @@ def test_a_wrapped_vit_is_found_with_the_grid_of_its_patch_embedding():
     name, module, transform = default_explanation_layer(model, torch.rand(1, 3, 64, 64))
     assert name == "1.blocks.1.norm1" and module is vit.blocks[-1].norm1
     assert transform == VitTokens(prefix_tokens=1, grid=(4, 4))
-
-
-class TokenModel(nn.Module):
-    """ViT-like without a layout micam knows: a patch-embedding conv, then (B, N, D) tokens."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.patch = nn.Conv2d(3, 6, 4, stride=4)
-        self.block = nn.Linear(6, 6)
-        self.head = nn.Linear(6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.block(self.patch(x).flatten(2).transpose(1, 2)).mean(dim=1))
 
 
 class LinearTokenModel(TokenModel):

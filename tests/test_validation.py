@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import TokenModel
 from micam import MICAM, EigenCAM, GradCAM, ScoreCAM
 
 
@@ -31,20 +32,6 @@ def test_a_model_without_conv_layers_needs_explicit_layers():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
     with pytest.raises(ValueError, match="no nn.Conv2d"):
         GradCAM(model)(torch.rand(1, 3, 8, 8))
-
-
-class TokenModel(nn.Module):
-    """A ViT-like model: patch embedding, then tokens (B, N, D)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.patch = nn.Conv2d(3, 6, 4, stride=4)
-        self.block = nn.Linear(6, 6)
-        self.head = nn.Linear(6, 3)
-
-    def forward(self, x):
-        tokens = self.patch(x).flatten(2).transpose(1, 2)
-        return self.head(self.block(tokens).mean(dim=1))
 
 
 def tokens_to_maps(tokens: torch.Tensor) -> torch.Tensor:

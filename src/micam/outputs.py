@@ -78,8 +78,12 @@ def gather_classes(scores: Tensor, classes: Sequence[int] | Tensor) -> Tensor:
 
 def class_probabilities(output: Tensor) -> Tensor:
     """(B, C) probabilities of every class (a dense output's averaged over the positions)."""
-    probabilities = as_scores(output, "probability")
-    return probabilities.flatten(2).mean(dim=2) if probabilities.dim() > 2 else probabilities
+    return per_class(as_scores(output, "probability"))
+
+
+def per_class(scores: Tensor) -> Tensor:
+    """(B, C) scores: a dense (B, C, ...) output's class score is its mean over the positions."""
+    return scores.flatten(2).mean(dim=2) if scores.dim() > 2 else scores
 
 
 def largest_difference(fast: Any, plain: Any) -> tuple[float, float]:

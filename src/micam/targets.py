@@ -26,7 +26,7 @@ from typing import Any, SupportsInt, cast
 import torch
 from torch import Tensor
 
-from micam.outputs import gather_classes
+from micam.outputs import gather_classes, per_class
 
 Target = Callable[[Any], Tensor]
 TargetsSpec = None | int | Sequence[int | Target] | Target
@@ -242,4 +242,4 @@ def _class_scores(output: Any, reduce: bool = True) -> Tensor:
         return output[None]
     if output.dim() < 2:
         raise ValueError(f"class targets need a (B, C) or (B, C, ...) output, got shape {tuple(output.shape)}")
-    return output.flatten(2).mean(dim=2) if reduce and output.dim() > 2 else output
+    return per_class(output) if reduce else output

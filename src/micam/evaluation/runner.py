@@ -29,7 +29,7 @@ from micam import __version__, models
 from micam.evaluation.datasets import Box, Dataset, Geometry, Sample, prepare, read_dataset, read_rgb
 from micam.evaluation.settings import ALL_METHODS, METRIC_GROUPS, EvaluationSettings
 from micam.evaluation.step import Batch, Step
-from micam.evaluation.store import RunStore, Session
+from micam.evaluation.store import RunStore, Session, saved_settings
 from micam.methods import METHODS
 from micam.runtime import Progress, device_name, format_seconds
 
@@ -85,8 +85,7 @@ def _evaluate(settings: EvaluationSettings, log: Callable[[str], None]) -> dict[
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
     )
-    store = RunStore(settings.out, [])
-    _device_defaults(settings, device, store.saved_settings(settings.resume))
+    _device_defaults(settings, device, saved_settings(settings.out, settings.resume))
     dataset = read_dataset(settings.data)
     samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
     if settings.target == "label" and any(sample.label is None for sample in samples):

@@ -17,8 +17,17 @@ ALL_METHODS = (*METHODS, *REFERENCES)
 # Settings that may differ between a run and its resumption (they do not change any number); the data
 # is compared by content (data_fingerprint), not by the path it was given under.
 RESUMABLE_KEYS = frozenset(
-    {"limit", "out", "resume", "device", "batch_size", "forward_batch_size", "score_cam_batch_size", "data"}
-    | {"loader_workers"}
+    {
+        "limit",
+        "out",
+        "resume",
+        "device",
+        "batch_size",
+        "forward_batch_size",
+        "score_cam_batch_size",
+        "data",
+        "loader_workers",
+    }
 )
 
 

@@ -37,7 +37,7 @@ from micam.metrics import (
     weight_change,
 )
 from micam.metrics.deletion_insertion import Baseline
-from micam.outputs import select_output
+from micam.outputs import per_class, select_output
 
 INTERVENTIONS = ("object", "background")
 
@@ -119,7 +119,7 @@ class Step:
             scores = select_output(self.loaded.model(images), self.settings.output_selector)
         if scores.dim() < 2:
             raise ValueError(f"cannot pick a class from a model output of shape {tuple(scores.shape)}")
-        return (scores.flatten(2).mean(dim=2) if scores.dim() > 2 else scores).argmax(dim=1).tolist()
+        return per_class(scores).argmax(dim=1).tolist()
 
     def targets(self, samples: list[Sample], predicted: list[int]) -> list[int]:
         # --target label: the runner checked that every sample has a label.

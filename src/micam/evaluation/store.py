@@ -84,10 +84,6 @@ class RunStore:
         return self.out / name
 
     # ------------------------------------------------------------------------- opening and resuming
-    def saved_settings(self, resume: bool) -> dict[str, Any]:
-        """The settings of the run being resumed (empty when not resuming)."""
-        path = self.path(SETTINGS)
-        return dict(read_json(path)) if resume and path.exists() else {}
 
     def open(self, settings: dict[str, Any], resume: bool, methods: Sequence[str]) -> tuple[set[str], dict[str, str]]:
         """Check the folder against ``settings``, record them, keep only the rows of finished images
@@ -99,16 +95,13 @@ class RunStore:
             )
         self.out.mkdir(parents=True, exist_ok=True)
         self._lock()
-        saved = self.saved_settings(resume)
+        saved = saved_settings(self.out, resume)
         if saved and comparable(saved) != comparable(settings):
             changed = sorted(k for k in comparable(settings) if saved.get(k) != settings.get(k))
             raise ValueError(f"cannot resume {self.out}: settings differ from the earlier run in {changed}")
         write_atomically(self.path(SETTINGS), json.dumps(settings, indent=2))
         rows = read_csv(existing)
-        methods_of: dict[str, set[str]] = {}
-        for row in rows:
-            methods_of.setdefault(row["image"], set()).add(row["method"])
-        done = {image for image, found in methods_of.items() if found >= set(methods)}
+        done = finished_images(rows, methods)
         rewrite_csv(existing, self.columns, [r for r in rows if r["image"] in done and r["method"] in methods])
         kept = [r for r in read_csv(self.path(COUNTERFACTUAL)) if r["image"] in done]
         rewrite_csv(self.path(COUNTERFACTUAL), COUNTERFACTUAL_COLUMNS, kept)
@@ -196,10 +189,8 @@ class RunStore:
         """``results.json`` (and ``results.md``) rebuilt from the rows on disk; ``runs`` gains this
         session (its device, the images it added and its time) once it has added images."""
         rows = read_csv(self.path(PER_IMAGE))
-        methods_of: dict[str, set[str]] = {}
-        for row in rows:
-            methods_of.setdefault(row["image"], set()).add(row["method"])
-        rows = [r for r in rows if methods_of[r["image"]] >= set(methods)]  # finished images only
+        finished = finished_images(rows, methods)
+        rows = [r for r in rows if r["image"] in finished]
         by_method: dict[str, list[dict[str, str]]] = {name: [] for name in methods}
         for row in rows:
             by_method.setdefault(row["method"], []).append(row)
@@ -271,6 +262,20 @@ class RunStore:
             | {"n": counts[method].get("deletion", 0)}
             for method, kinds in sums.items()
         }
+
+
+def saved_settings(out: str | Path, resume: bool) -> dict[str, Any]:
+    """The settings of the run being resumed in ``out`` (empty when not resuming)."""
+    path = Path(out) / SETTINGS
+    return dict(read_json(path)) if resume and path.exists() else {}
+
+
+def finished_images(rows: Iterable[dict[str, str]], methods: Sequence[str]) -> set[str]:
+    """The images that have a row for every one of ``methods`` (a batch is appended whole)."""
+    methods_of: dict[str, set[str]] = {}
+    for row in rows:
+        methods_of.setdefault(row["image"], set()).add(row["method"])
+    return {image for image, found in methods_of.items() if found >= set(methods)}
 
 
 def _paired(rows: list[dict[str, str]], methods: Sequence[str]) -> dict[str, Any]:
