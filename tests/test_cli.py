@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import EXAMPLES, needs_mobilenet_weights
@@ -83,11 +82,19 @@ def test_an_unexpected_error_is_one_line_and_exit_status_3(monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "micam explain: internal error: TypeError: something micam did not foresee "
-        "(rerun with MICAM_DEBUG=1 for the traceback, and please report it)"
+        "(rerun with --debug for the traceback, and please report it)"
     ]
-    monkeypatch.setenv("MICAM_DEBUG", "1")
-    with pytest.raises(TypeError):
-        main(["explain", "x.png"])
+    for argv, environment in (
+        (["--debug", "explain", "x.png"], None),
+        (["explain", "x.png", "--debug"], None),
+        (["explain", "x.png"], "1"),
+    ):
+        if environment:
+            monkeypatch.setenv("MICAM_DEBUG", environment)
+        assert main(argv) == 3  # the same exit status, with the traceback first
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback (most recent call last):") and "raise TypeError" in err
+        assert err.strip().splitlines()[-1].startswith("micam explain: internal error: TypeError")
 
 
 def test_counts_that_cannot_be_right_are_usage_errors(tmp_path, capsys):

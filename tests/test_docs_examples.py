@@ -66,7 +66,9 @@ def _resolve(path: str) -> object:
     raise ImportError(path)
 
 
-@pytest.mark.parametrize("module_name", ["micam", "micam.metrics", "micam.plot", "micam.capture", "micam.estimators"])
+@pytest.mark.parametrize(
+    "module_name", ["micam", "micam.metrics", "micam.plot", "micam.capture", "micam.estimators", "micam.images"]
+)
 def test_every_public_class_and_function_has_an_api_entry(module_name):
     text = "\n".join(page.read_text(encoding="utf-8") for page in (DOCS / "api").glob("*.md"))
     documented = [_resolve(path) for path in re.findall(r"^::: ([\w.]+)$", text, flags=re.M)]

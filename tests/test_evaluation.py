@@ -15,7 +15,8 @@ from conftest import SHARED_DATA, TinyCNN, needs_mobilenet_weights, needs_shared
 from micam import models
 from micam.cli.main import main
 from micam.evaluation import CentreGaussian, RandomMap, read_dataset, store
-from micam.evaluation.datasets import Sample, black_pixel, prepare, read_rgb
+from micam.evaluation.datasets import Sample, black_pixel, prepare
+from micam.images import read_rgb
 from micam.methods.factory import make_method
 from micam.metrics import (
     DeletionInsertion,

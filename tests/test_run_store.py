@@ -192,7 +192,7 @@ def test_labels_and_settings_that_cannot_be_right_are_refused(tmp_path):
 
 
 def test_only_regular_files_are_read_as_images(tmp_path):
-    from micam.evaluation.datasets import read_rgb
+    from micam.images import read_rgb
 
     fifo = tmp_path / "f.png"
     os.mkfifo(fifo)

@@ -35,8 +35,9 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
-from micam.capture.recorder import model_state_preserved
+from micam.capture.recorder import model_lock, model_state_preserved
 from micam.outputs import largest_difference
+from micam.validation import as_model_input
 
 _FOLDED = "_micam_inference_copy"  # marks a model inference_copy made
 _CHANGES = "_micam_inference_changes"  # what it changed, for the warning when the copy is refused
@@ -305,14 +306,15 @@ def shared_copy(model: nn.Module) -> nn.Module:
     """``inference_copy(model)``, made once and reused for as long as the model is unchanged: its
     parameters and buffers (the same tensors, none modified in place since: their version counters)
     and its hooks. Every runner on one model (each Score-CAM call, each evaluation batch) shares it."""
-    state = _model_state(model)
-    cached = _copies.get(model)
-    if cached is not None and cached[0] == state:
-        return cached[1]
-    made = inference_copy(model)
-    if made is not model:
-        _copies[model] = (state, made)
-    return made
+    with model_lock(model):  # two threads starting on one model make one copy
+        state = _model_state(model)
+        cached = _copies.get(model)
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        made = inference_copy(model)
+        if made is not model:
+            _copies[model] = (state, made)
+        return made
 
 
 def _model_state(model: nn.Module) -> tuple[Any, ...]:
@@ -342,6 +344,7 @@ class InferenceRunner:
         self.checked = self.fast is model
 
     def __call__(self, batch: Tensor) -> Any:
+        batch = as_model_input(batch, self.model)
         with torch.no_grad():
             if self.checked:
                 return self._run(self.fast, self.layout(batch))

@@ -15,7 +15,8 @@ import torch
 
 from micam import examples, models, plot
 from micam.evaluation import read_dataset
-from micam.evaluation.datasets import black_pixel, prepare, read_rgb
+from micam.evaluation.datasets import black_pixel, prepare
+from micam.images import read_rgb
 from micam.methods import METHODS, BaseCAM
 from micam.methods.factory import make_method
 from micam.metrics import box_mask, cascading_randomization, randomization_stages

@@ -1,10 +1,14 @@
-"""Where and how long a run goes: the device's one-line name and a dependency-free progress line (stderr)."""
+"""Where and how long a run goes: the device's one-line name, a dependency-free progress line (stderr),
+the output folder a command may write to, and what a full disk means for a run."""
 
 from __future__ import annotations
 
+import errno
+import os
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 import torch
@@ -63,3 +67,27 @@ class Progress:
         if self._tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class DiskFull(RuntimeError):
+    """The disk (or the user's quota) filled up mid-run; the message says what was saved and how to go on."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """An ``OSError`` that says no space is left on the device or in the quota."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a folder this process can write to, created if missing; a clear error otherwise
+    (a file of that name, a read-only or forbidden place)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file, not a folder; name a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{option} {path} cannot be created: {error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path} is not writable by this user; choose another folder")
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import cast
 
 from torch import Tensor, nn
@@ -91,3 +92,14 @@ def check_activation(activation: Tensor, layer_name: str, spatial_dims: int = 2)
     if not activation.isfinite().all():
         raise ValueError(f"layer {layer_name!r} produced NaN or Inf activations; the model itself is unstable here")
     return activation
+
+
+def as_model_input(inputs: Tensor, model: nn.Module) -> Tensor:
+    """``inputs`` on the model's device and in its floating dtype: a float16 or bfloat16 batch for a
+    float32 model (or the reverse) would fail inside its first layer."""
+    tensors = chain(model.parameters(), model.buffers())
+    first = next(tensors, None)
+    if first is None:
+        return inputs
+    floating = first if first.is_floating_point() else next((t for t in tensors if t.is_floating_point()), None)
+    return inputs.to(device=first.device, dtype=inputs.dtype if floating is None else floating.dtype)

@@ -56,8 +56,15 @@ def run_benchmark(
     skipped with its estimate; ``time_budget``: seconds for the whole run. ``command``: recorded as is.
     """
     unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if unknown or not methods:
+        raise ValueError(f"unknown methods {unknown or list(methods)}; choose from {', '.join(METHODS)}")
+    if not models:
+        raise ValueError("no model to time; name at least one with --models")
+    for name in models:  # a misspelt spec is refused before any timing starts
+        if name not in zoo.MODEL_NAMES:
+            zoo.custom.parse(name, zoo.MODEL_NAMES)
+    if any(batch < 1 for batch in batch_sizes) or repeats < 1 or size < 1 or score_cam_batch < 1:
+        raise ValueError("batch sizes, --repeats, --size and --score-cam-batch must be positive")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no CUDA device")
     batch_sizes = list(batch_sizes) or [1, 32]
@@ -124,6 +131,8 @@ def run_benchmark(
                         checks.append(authors_check(name, model, layer, raw, result[2]))
                 results.append(row)
                 _log(f"[benchmark] {name} b={batch} {method}: {median * 1000:.1f} ms (median of {len(times)})")
+    if not results:
+        raise ValueError(f"no model could be loaded, nothing was timed: {'; '.join(notes)}")
     return BenchmarkResult(
         command=command,
         device=device_name(device),

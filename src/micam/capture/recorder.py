@@ -3,10 +3,16 @@
 Hooks live only inside ``record_activations`` and are removed in ``finally`` blocks, so an
 exception in the model never leaves one behind. Gradients are taken with ``torch.autograd.grad``
 with respect to the recorded activations only: parameters' ``.grad`` are never written.
+
+Hooks and train/eval flags live on the model, so calls on one model from several threads would see
+each other's: every call holds the model's lock (``model_lock``) and such calls run one at a time
+(for parallel explanations give each thread its own copy of the model).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,17 +38,32 @@ class Recording:
     finished: bool = False  # False when the forward pass was cut short after the target layers
 
 
+_model_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock that micam's calls on ``model`` hold (one per model, made on first use)."""
+    with _locks_guard:
+        lock = _model_locks.get(model)
+        if lock is None:
+            lock = _model_locks[model] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def model_state_preserved(model: nn.Module, eval_mode: bool = True) -> Iterator[None]:
-    """Put the model in eval mode for the duration, then restore every module's training flag."""
-    modes = [(module, module.training) for module in model.modules()]
-    try:
-        if eval_mode:
-            model.eval()
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
+    """Hold the model's lock and put it in eval mode for the duration, then restore every module's
+    training flag (another thread's call on the same model waits meanwhile)."""
+    with model_lock(model):
+        modes = [(module, module.training) for module in model.modules()]
+        try:
+            if eval_mode:
+                model.eval()
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
 
 
 def record_activations(

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from micam.benchmark import METHODS, MODELS, run_benchmark, write_benchmark
+from micam.runtime import output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "methods": _split(args.methods),
         "device": args.device,
         "repeats": args.repeats,
-        "batch_sizes": [int(b) for b in _split(args.batch_sizes)],
+        "batch_sizes": _batch_sizes(args.batch_sizes),
         "size": args.size,
         "cell_budget": args.cell_budget,
         "time_budget": args.time_budget,
@@ -51,9 +52,23 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    written = write_benchmark(run_benchmark(**options(args)), args.out)
+    output_folder(args.out)
+    result = run_benchmark(**options(args))
+    written = write_benchmark(result, args.out)
     print(f"wrote {written[0]} and {written[1]}", file=sys.stderr)
+    timed = {row["model"] for row in result.results}
+    missing = [name for name in _split(args.models) if name not in timed]
+    if missing:
+        print(f"{len(missing)} model(s) could not be loaded and were skipped: {', '.join(missing)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        return [int(b) for b in _split(text)]
+    except ValueError:
+        raise ValueError(f"--batch-sizes must be comma-separated whole numbers, got {text!r}") from None
 
 
 def _split(text: str) -> list[str]:

@@ -12,7 +12,14 @@ import signal
 from dataclasses import fields
 
 from micam import models
-from micam.cli.explain import OUTPUT_SELECTOR_HELP, add_model_arguments, model_options, model_spec, output_selector
+from micam.cli.explain import (
+    OUTPUT_SELECTOR_HELP,
+    add_image_arguments,
+    add_model_arguments,
+    model_options,
+    model_spec,
+    output_selector,
+)
 from micam.evaluation import ALL_METHODS, METRIC_GROUPS, EvaluationSettings, evaluate
 from micam.metrics.deletion_insertion import REMOVED_PIXELS
 
@@ -30,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--data", required=True, help="annotations JSON, CSV (file,label[,boxes]) or ImageNet-style class folder")
     add_model_arguments(parser, weights_default=default.weights)
+    add_image_arguments(parser)
     add("--layer", default=None, help="target layer name (default: the shipped model's, else its last conv block)")
     add("--methods", default="all", help=f"comma-separated from {', '.join(ALL_METHODS)}, or 'all' (default)")
     add("--metrics", default="all", help=f"comma-separated from {', '.join(METRIC_GROUPS)}, or 'all' (default)")

@@ -12,14 +12,16 @@ from typing import TypedDict, cast
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from micam import models
-from micam.evaluation.datasets import read_rgb
+from micam.evaluation.store import write_atomically
+from micam.images import BACKGROUNDS, DEFAULT_MAX_PIXELS, ReadImage, read_image
 from micam.methods import METHODS, BaseCAM
 from micam.methods.factory import make_method
 from micam.outputs import class_probabilities, select_output
 from micam.plot.overlay import restore_image, save_overlay
+from micam.runtime import DiskFull, is_disk_full, output_folder
 
 MODEL_HELP = (
     f"{', '.join(models.MODEL_NAMES)} (default: mobilenet_v2), torchvision:NAME, timm:NAME, "
@@ -58,6 +60,23 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str = 
         "--trust-checkpoint",
         action="store_true",
         help="unpickle a whole model saved with torch.save(model) (runs code from the file: only files you trust)",
+    )
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """How image files are read (``micam.images``), shared by ``explain`` and ``evaluate``."""
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="skip images with more pixels, like unreadable ones (decompression bombs; default %(default)s, 0: none)",
+    )
+    parser.add_argument(
+        "--background",
+        default="white",
+        choices=tuple(BACKGROUNDS),
+        help="what transparent pixels are composited on (default: %(default)s)",
     )
 
 
@@ -107,6 +126,7 @@ def _three_floats(text: str) -> list[float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, BMP, ...)")
     add_model_arguments(parser)
+    add_image_arguments(parser)
     parser.add_argument(
         "--class",
         dest="class_index",
@@ -156,11 +176,14 @@ def build_method(name: str, loaded: models.LoadedModel, layer: str | None, args:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_pixels < 0:
+        raise ValueError(f"--max-pixels must be 0 (no limit) or more, got {args.max_pixels}")
     if args.top < 1 or args.score_cam_batch_size < 1:
         raise ValueError(
             f"--top and --score-cam-batch-size must be at least 1, got {args.top} and {args.score_cam_batch_size}"
         )
     method_names = parse_methods(args.method)
+    output_folder(args.out)  # before the model loads: a wrong --out is said at once
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     loaded = models.load(model_spec(args), weights=args.weights, device=device, **model_options(args))
     if loaded.weights_report:
@@ -171,7 +194,6 @@ def run(args: argparse.Namespace) -> int:
             f"--class {args.class_index} is out of range: the model has {classes} classes (0-{classes - 1})"
         )
     methods = {name: build_method(name, loaded, None, args) for name in method_names}
-    args.out.mkdir(parents=True, exist_ok=True)
     images: dict[str, object] = {}
     summary: dict[str, object] = {
         "model": loaded.name,
@@ -185,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
             "mean": list(loaded.mean),
             "std": list(loaded.std),
             "interpolation": loaded.interpolation.value,
+            "transparency_on": args.background,
         },
         "device": device,
         "images": images,
@@ -192,66 +215,87 @@ def run(args: argparse.Namespace) -> int:
     failures: dict[str, str] = {}
     used_stems: set[str] = set()
     started = time.perf_counter()
-    for path in args.images:
-        try:
-            image = read_rgb(path)
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            failures[str(path)] = f"{type(error).__name__}: {error}"
-            print(f"skipped {path}: cannot read it as an image ({error})", file=sys.stderr)
-            continue
-        stem = _unique_stem(path.stem, used_stems)
-        folder = args.out / stem
-        if not folder.resolve().is_relative_to(args.out.resolve()):  # the stem is sanitized: never taken
-            raise RuntimeError(f"output folder {folder} would lie outside --out {args.out}")
-        folder.mkdir(parents=True, exist_ok=True)
-        x = loaded.preprocess(image)[None].to(device)
-        with torch.no_grad():
-            output = select_output(loaded.model(x), args.output_selector)
-            probabilities = class_probabilities(output)[0]
-        top = probabilities.topk(min(args.top, probabilities.numel()))
-        predictions: list[Prediction] = [
-            {"class": int(c), "name": _name(loaded, int(c)), "probability": round(float(p), 6)}
-            for p, c in zip(top.values, top.indices, strict=True)
-        ]
-        explained = predictions[0]["class"] if args.class_index is None else args.class_index
-        print(f"{path}:")
-        for rank, item in enumerate(predictions, 1):
-            print(f"  {rank}. {_shown(item['name'], item['class'])}: {item['probability']:.3f}")
-        if args.class_index is not None:
-            print(f"  explaining {_shown(_name(loaded, explained), explained)}: {float(probabilities[explained]):.3f}")
-        picture = restore_image(x[0], loaded.mean, loaded.std)
-        Image.fromarray((picture * 255).round().astype(np.uint8)).save(folder / "input.png")
-        explanations: dict[str, object] = {}
-        record: dict[str, object] = {
-            "source": str(path),
-            "top": predictions,
-            "explained_class": explained,
-            "explained_name": _name(loaded, explained),
-            "methods": explanations,
-        }
-        for name, method in methods.items():
-            tick = time.perf_counter()
-            cam = method(x, targets=explained)[0].cpu().numpy()
-            seconds = time.perf_counter() - tick
-            file_stem = name.replace("+", "p")
-            np.save(folder / f"{file_stem}.npy", cam)
-            save_overlay(folder / f"{file_stem}.png", picture, cam)
-            explanations[name] = {
-                "overlay": f"{stem}/{file_stem}.png",
-                "map": f"{stem}/{file_stem}.npy",
-                "seconds": round(seconds, 4),
-            }
-            print(f"  {name}: {folder / (file_stem + '.png')} ({seconds:.2f} s)")
-        images[stem] = record
-    summary["failures"] = failures
-    summary["seconds"] = round(time.perf_counter() - started, 3)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        for path in args.images:
+            try:
+                read = read_image(path, args.max_pixels or None, args.background)
+            except (OSError, ValueError) as error:
+                failures[str(path)] = f"{type(error).__name__}: {error}"
+                print(f"skipped {path}: {error}", file=sys.stderr)
+                continue
+            stem = _unique_stem(path.stem, used_stems)
+            images[stem] = _explain_image(path, read, args.out / stem, loaded, methods, device, args)
+        summary["failures"] = failures
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        write_atomically(args.out / "summary.json", json.dumps(summary, indent=2))
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFull(
+                f"disk full: {len(images)} images explained in {args.out} (their PNG and .npy files; summary.json "
+                "not written); free some space and run again"
+            ) from error
+        raise
     done = len(images)
     print(f"explained {done} image(s) with {len(methods)} method(s) in {summary['seconds']} s; results in {args.out}")
     if failures:
         print(f"{len(failures)} input(s) could not be read and were skipped", file=sys.stderr)
         return 1
     return 0
+
+
+def _explain_image(
+    path: Path,
+    read: ReadImage,
+    folder: Path,
+    loaded: models.LoadedModel,
+    methods: dict[str, BaseCAM],
+    device: str,
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    """Print an image's top classes, write its input, overlays and maps into ``folder``, and return
+    its summary.json record."""
+    if not folder.resolve().is_relative_to(args.out.resolve()):  # the stem is sanitized: never taken
+        raise RuntimeError(f"output folder {folder} would lie outside --out {args.out}")
+    folder.mkdir(parents=True, exist_ok=True)
+    x = loaded.preprocess(read.image)[None].to(device)
+    with torch.no_grad():
+        output = select_output(loaded.model(x), args.output_selector)
+        probabilities = class_probabilities(output)[0]
+    top = probabilities.topk(min(args.top, probabilities.numel()))
+    predictions: list[Prediction] = [
+        {"class": int(c), "name": _name(loaded, int(c)), "probability": round(float(p), 6)}
+        for p, c in zip(top.values, top.indices, strict=True)
+    ]
+    explained = predictions[0]["class"] if args.class_index is None else args.class_index
+    print(f"{path}:" + (f" ({'; '.join(read.notes)})" if read.notes else ""))
+    for rank, item in enumerate(predictions, 1):
+        print(f"  {rank}. {_shown(item['name'], item['class'])}: {item['probability']:.3f}")
+    if args.class_index is not None:
+        print(f"  explaining {_shown(_name(loaded, explained), explained)}: {float(probabilities[explained]):.3f}")
+    picture = restore_image(x[0], loaded.mean, loaded.std)
+    Image.fromarray((picture * 255).round().astype(np.uint8)).save(folder / "input.png")
+    explanations: dict[str, object] = {}
+    for name, method in methods.items():
+        tick = time.perf_counter()
+        cam = method(x, targets=explained)[0].cpu().numpy()
+        seconds = time.perf_counter() - tick
+        file_stem = name.replace("+", "p")
+        np.save(folder / f"{file_stem}.npy", cam)
+        save_overlay(folder / f"{file_stem}.png", picture, cam)
+        explanations[name] = {
+            "overlay": f"{folder.name}/{file_stem}.png",
+            "map": f"{folder.name}/{file_stem}.npy",
+            "seconds": round(seconds, 4),
+        }
+        print(f"  {name}: {folder / (file_stem + '.png')} ({seconds:.2f} s)")
+    return {
+        "source": str(path),
+        "read": read.notes,
+        "top": predictions,
+        "explained_class": explained,
+        "explained_name": _name(loaded, explained),
+        "methods": explanations,
+    }
 
 
 def _name(loaded: models.LoadedModel, index: int) -> str:

@@ -29,7 +29,7 @@ from micam.inference import inference_copy, preferred_layout
 from micam.methods import METHODS
 from micam.paper_figures import draw_paper_figures
 from micam.reports.html import write_report
-from micam.runtime import format_seconds
+from micam.runtime import format_seconds, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             f"shared data not found at {args.shared} (needs ilsvrc2012-val/annotations.json); pass --shared DIR "
             "or set MICAM_SHARED_DATA"
         )
+    output_folder(args.out)
     v1_weights = args.shared / "weights" / "mobilenet_v1_1.0_224_dequant_from_coral_tflite.pth"
     loaded = models.load("mobilenet_v2", device=device)
     estimate = _estimate(loaded, args.limit, device, args.benchmark_budget, v1_weights.exists())

@@ -21,7 +21,6 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +46,7 @@ class Sample:
     label: int | None
     boxes: tuple[Box, ...] = ()
     box_frame: tuple[int, int] | None = None  # (W, H) the boxes refer to; None = the stored image's size
+    invalid_boxes: int = 0  # boxes skipped when read (a NaN or infinite coordinate)
 
 
 @dataclass(frozen=True)
@@ -76,32 +76,47 @@ def read_dataset(source: Path | str) -> Dataset:
 
 
 def _read_annotations(path: Path) -> Dataset:
-    entries = json.loads(path.read_text())
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a JSON file ({error})") from None
     if isinstance(entries, dict):
         entries = entries.get("images", entries.get("annotations"))
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: expected a non-empty JSON list of {{'image', 'label', 'boxes'...}} entries")
     samples, stretched = [], False
     for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "image" not in entry:
-            raise ValueError(f"{path}: entry {index} has no 'image' field")
-        boxes, frame = _entry_boxes(entry)
-        stretched |= frame is not None
-        label = entry.get("label")
-        samples.append(Sample(str(entry["image"]), path.parent / entry["image"], _label(label), boxes, frame))
+        try:
+            sample = _entry_sample(entry, path.parent)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path}: entry {index}: {error}") from None
+        stretched |= sample.box_frame is not None
+        samples.append(sample)
     _check_unique(samples, path)
     return Dataset(samples, "annotations", path, "stretch" if stretched else "crop")
 
 
-def _entry_boxes(entry: dict[str, Any]) -> tuple[tuple[Box, ...], tuple[int, int] | None]:
+def _entry_sample(entry: object, folder: Path) -> Sample:
+    """One annotations entry: {"image": "relative/path.jpg", "label": 3, "boxes": [[x0, y0, x1, y1], ...]}."""
+    if not isinstance(entry, dict) or "image" not in entry:
+        raise ValueError("has no 'image' field (each entry is {'image': path, 'label': N, 'boxes': [...]})")
+    image = entry["image"]
+    if not isinstance(image, str) or not image.strip():
+        raise ValueError(f"'image' must be a file path (text), got {image!r}")
+    boxes, invalid, frame = _entry_boxes(entry)
+    return Sample(image, folder / image, _label(entry.get("label")), boxes, frame, invalid)
+
+
+def _entry_boxes(entry: dict[str, Any]) -> tuple[tuple[Box, ...], int, tuple[int, int] | None]:
+    """The entry's boxes, how many were skipped as invalid, and the frame they refer to."""
     if "boxes" in entry:
-        return _boxes(entry["boxes"]), None
+        return *_boxes(entry["boxes"]), None
     for key, value in entry.items():
         match = re.fullmatch(r"boxes_(\d+)_xyxy", key)
         if match:
             side = int(match.group(1))
-            return _boxes(value), (side, side)
-    return (), None
+            return *_boxes(value), (side, side)
+    return (), 0, None
 
 
 def _read_folder(root: Path) -> Dataset:
@@ -131,11 +146,17 @@ def _read_csv(path: Path) -> Dataset:
     if file_column is None:
         raise ValueError(f"{path}: no 'file', 'image' or 'path' column (columns: {sorted(columns)})")
     samples = []
-    for row in rows:
-        text = (row.get("boxes") or "").strip()
-        boxes = _boxes([part.split() for part in text.split(";") if part.strip()]) if text else ()
-        label = row.get(label_column) if label_column else None
-        samples.append(Sample(row[file_column], path.parent / row[file_column], _label(label), boxes))
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        try:
+            file = (row.get(file_column) or "").strip()
+            if not file:
+                raise ValueError(f"no file name in column {file_column!r}")
+            text = (row.get("boxes") or "").strip()
+            boxes, invalid = _boxes([part.split() for part in text.split(";") if part.strip()]) if text else ((), 0)
+            label = _label(row.get(label_column) if label_column else None)
+        except ValueError as error:
+            raise ValueError(f"{path}: line {line}: {error}") from None
+        samples.append(Sample(file, path.parent / file, label, boxes, None, invalid))
     _check_unique(samples, path)
     return Dataset(samples, "csv", path, "crop")
 
@@ -155,19 +176,27 @@ def _label(value: str | float | None) -> int | None:
     return int(number)
 
 
-def _boxes(values: Sequence[Sequence[str | float]]) -> tuple[Box, ...]:
-    """Boxes as (x0, y0, x1, y1); a box with a NaN or infinite coordinate is skipped with a warning
-    (never scored: it would count as a miss)."""
-    boxes = []
+def _boxes(values: object) -> tuple[tuple[Box, ...], int]:
+    """Boxes as (x0, y0, x1, y1), and how many were skipped: a box with a NaN or infinite coordinate
+    is skipped with a warning and counted (never scored: it would count as a miss)."""
+    if values is None:
+        return (), 0
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"boxes must be a list of [x0, y0, x1, y1], got {values!r}")
+    boxes, invalid = [], 0
     for box in values:
-        x0, y0, x1, y1 = (float(v) for v in box)
+        try:
+            x0, y0, x1, y1 = (float(v) for v in box)
+        except (TypeError, ValueError):
+            raise ValueError(f"box {box!r} is not 4 numbers [x0, y0, x1, y1]") from None
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             warnings.warn(f"box {list(box)} has a coordinate that is not a finite number; skipped", stacklevel=2)
+            invalid += 1
             continue
         if x1 < x0 or y1 < y0:
             raise ValueError(f"box {list(box)} is not (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
         boxes.append((x0, y0, x1, y1))
-    return tuple(boxes)
+    return tuple(boxes), invalid
 
 
 def _check_unique(samples: list[Sample], source: Path) -> None:
@@ -176,16 +205,6 @@ def _check_unique(samples: list[Sample], source: Path) -> None:
         if sample.key in seen:
             raise ValueError(f"{source}: image {sample.key!r} is listed twice")
         seen.add(sample.key)
-
-
-def read_rgb(path: Path) -> Image.Image:
-    """Open and fully decode an image as RGB (a truncated or unreadable file fails here; only regular
-    files are opened: a FIFO or a device named like an image would block or never end)."""
-    if not Path(path).is_file():
-        raise ValueError(f"{path} is not a regular file")
-    with Image.open(path) as image:
-        image.load()
-        return image.convert("RGB")
 
 
 def prepare(image: Image.Image, sample: Sample, loaded: LoadedModel, geometry: Geometry) -> tuple[Tensor, list[Box]]:

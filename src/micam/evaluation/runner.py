@@ -21,17 +21,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from PIL import UnidentifiedImageError
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from micam import __version__, models
-from micam.evaluation.datasets import Box, Dataset, Geometry, Sample, prepare, read_dataset, read_rgb
+from micam.evaluation.datasets import Box, Dataset, Geometry, Sample, prepare, read_dataset
 from micam.evaluation.settings import ALL_METHODS, METRIC_GROUPS, EvaluationSettings
 from micam.evaluation.step import Batch, Step
 from micam.evaluation.store import RunStore, Session, saved_settings
+from micam.images import read_rgb
 from micam.methods import METHODS
-from micam.runtime import Progress, device_name, format_seconds
+from micam.runtime import DiskFull, Progress, device_name, format_seconds, is_disk_full, output_folder
 
 __all__ = ["ALL_METHODS", "METRIC_GROUPS", "EvaluationSettings", "evaluate"]
 
@@ -41,8 +41,11 @@ Decoded = tuple[Sample, torch.Tensor | None, list[Box], str]  # sample, input (N
 class Images(TorchDataset[Decoded]):
     """The samples of a run decoded to model inputs; an unreadable image yields its reason, not an error."""
 
-    def __init__(self, samples: Sequence[Sample], loaded: models.LoadedModel, geometry: Geometry) -> None:
+    def __init__(
+        self, samples: Sequence[Sample], loaded: models.LoadedModel, geometry: Geometry, settings: EvaluationSettings
+    ) -> None:
         self.samples, self.loaded, self.geometry = list(samples), loaded, geometry
+        self.max_pixels, self.background = settings.max_pixels or None, settings.background
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -50,8 +53,9 @@ class Images(TorchDataset[Decoded]):
     def __getitem__(self, index: int) -> Decoded:
         sample = self.samples[index]
         try:
-            tensor, boxes = prepare(read_rgb(sample.path), sample, self.loaded, self.geometry)
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+            image = read_rgb(sample.path, self.max_pixels, self.background)
+            tensor, boxes = prepare(image, sample, self.loaded, self.geometry)
+        except (OSError, ValueError) as error:
             return sample, None, [], f"{type(error).__name__}: {error}"
         return sample, tensor, boxes, ""
 
@@ -87,6 +91,7 @@ def _evaluate(settings: EvaluationSettings, log: Callable[[str], None]) -> dict[
     )
     _device_defaults(settings, device, saved_settings(settings.out, settings.resume))
     dataset = read_dataset(settings.data)
+    output_folder(settings.out)  # before the model loads: a wrong --out is said at once
     samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
     if settings.target == "label" and any(sample.label is None for sample in samples):
         raise ValueError("--target label needs a label for every image; use --target predicted")
@@ -96,6 +101,11 @@ def _evaluate(settings: EvaluationSettings, log: Callable[[str], None]) -> dict[
     store = RunStore(settings.out, step.metric_names)
     try:
         return _run(store, step, settings, dataset, samples, loaded, geometry, device, log)
+    except OSError as error:
+        if is_disk_full(error):  # every finished batch is on disk; a torn last row is dropped on resume
+            saved = store.saved_images(settings.methods)
+            raise DiskFull(f"disk full: {saved} images saved in {settings.out}, rerun with --resume") from error
+        raise
     finally:
         store.close()
 
@@ -125,11 +135,12 @@ def _run(
     started = time.perf_counter()
 
     def write_results() -> dict[str, Any]:
-        return _results(store, settings, context, len(samples), skipped, time.perf_counter() - started)
+        return _results(store, settings, context, samples, skipped, time.perf_counter() - started)
 
     wanted = [n for n in settings.methods if n in METHODS]
     if "sanity" in settings.metrics and settings.sanity_images and wanted and not store.has_sanity(wanted):
-        _sanity(store, step, Images(samples, loaded, geometry), skipped, log)  # small: first, so a cut run has it
+        # small: first, so a cut run has it
+        _sanity(store, step, Images(samples, loaded, geometry, settings), skipped, log)
     counterfactual_keys = (
         {s.key for s in [s for s in samples if s.boxes][: settings.counterfactual_images]}
         if "counterfactual" in settings.metrics and dataset.has_boxes
@@ -138,7 +149,7 @@ def _run(
     progress = Progress(len(todo), f"evaluate {settings.model}")
     warm = False
     try:
-        for decoded in _loader(Images(todo, loaded, geometry), settings, device):
+        for decoded in _loader(Images(todo, loaded, geometry, settings), settings, device):
             batch = _readable(decoded, device, skipped, store)
             if batch is not None:
                 if not warm:
@@ -241,7 +252,7 @@ def _results(
     store: RunStore,
     settings: EvaluationSettings,
     context: _Context,
-    n_requested: int,
+    samples: list[Sample],
     skipped: dict[str, str],
     seconds: float,
 ) -> dict[str, Any]:
@@ -253,11 +264,12 @@ def _results(
     return store.results(
         model=settings.model,
         methods=settings.methods,
-        n_requested=n_requested,
+        n_requested=len(samples),
         settings=_resolved_settings(settings, context),
         skipped=skipped,
         seconds=seconds,
         session=session,
+        invalid_boxes=sum(sample.invalid_boxes for sample in samples),
     )
 
 

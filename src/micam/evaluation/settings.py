@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from micam.evaluation.references import REFERENCES
+from micam.images import BACKGROUNDS, DEFAULT_MAX_PIXELS
 from micam.methods import METHODS
 from micam.metrics import TRACKERS
 from micam.metrics.deletion_insertion import REMOVED_PIXELS
@@ -27,6 +28,7 @@ RESUMABLE_KEYS = frozenset(
         "score_cam_batch_size",
         "data",
         "loader_workers",
+        "max_pixels",  # changes only which images are skipped, and skipped images are listed
     }
 )
 
@@ -70,6 +72,8 @@ class EvaluationSettings:
     layer: str | None = None
     trust_checkpoint: bool | None = None
     loader_workers: int | None = None  # processes decoding images (None: 2, or 0 where there is one core)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are skipped (decompression bombs); 0: no limit
+    background: str = "white"  # what transparent pixels are composited on ("white" or "black")
 
     def check(self) -> None:
         unknown = [m for m in self.methods if m not in ALL_METHODS]
@@ -84,6 +88,7 @@ class EvaluationSettings:
             "score": ("probability", "logit"),
             "baseline": REMOVED_PIXELS,
             "insertion_order": ("standard", "paper"),
+            "background": tuple(BACKGROUNDS),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -102,6 +107,8 @@ class EvaluationSettings:
                 raise ValueError(
                     f"{key} must be {'positive' if key.endswith('batch_size') else '0 or more'}, got {value}"
                 )
+        if self.max_pixels < 0:
+            raise ValueError(f"max_pixels must be 0 (no limit) or more, got {self.max_pixels}")
         if self.loader_workers is not None and self.loader_workers < 0:
             raise ValueError(f"loader_workers must be 0 or more, got {self.loader_workers}")
 

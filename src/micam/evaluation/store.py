@@ -151,6 +151,10 @@ class RunStore:
         handle.flush()
         self._lock_handle = handle
 
+    def saved_images(self, methods: Sequence[str]) -> int:
+        """How many images have every method's row on disk (what a resumed run keeps)."""
+        return len(finished_images(read_csv(self.path(PER_IMAGE)), methods))
+
     def close(self) -> None:
         """Release the folder's lock."""
         if self._lock_handle is not None:
@@ -185,9 +189,11 @@ class RunStore:
         skipped: dict[str, str],
         seconds: float,
         session: Session,
+        invalid_boxes: int = 0,
     ) -> dict[str, Any]:
         """``results.json`` (and ``results.md``) rebuilt from the rows on disk; ``runs`` gains this
-        session (its device, the images it added and its time) once it has added images."""
+        session (its device, the images it added and its time) once it has added images.
+        ``invalid_boxes``: boxes of the run's images skipped when read (never scored)."""
         rows = read_csv(self.path(PER_IMAGE))
         finished = finished_images(rows, methods)
         rows = [r for r in rows if r["image"] in finished]
@@ -215,7 +221,7 @@ class RunStore:
             "settings": settings,
             "methods": summaries,
             "top1_accuracy": summarize(correct) if correct else None,
-            "skipped": {"count": len(skipped), "images": skipped},
+            "skipped": {"count": len(skipped), "images": skipped, "invalid_boxes": invalid_boxes},
             "counterfactual": self._counterfactual(),
             "sanity": self._sanity(),
             "paired": _paired(rows, methods),
@@ -319,6 +325,16 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read {path} ({type(error).__name__}: {error})") from None
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A run's results.json, or a ValueError naming the file and what is wrong with it."""
+    results = read_json(path)
+    missing = [] if not isinstance(results, dict) else [k for k in ("model", "n_images", "methods") if k not in results]
+    if not isinstance(results, dict) or missing or not isinstance(results["methods"], dict):
+        found = f"a JSON {type(results).__name__}" if not isinstance(results, dict) else f"no {missing or 'methods'}"
+        raise ValueError(f"{path} is not a micam evaluate results.json ({found}); move it out of the way")
+    return results
 
 
 def rewrite_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:

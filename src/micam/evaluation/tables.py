@@ -63,6 +63,11 @@ def markdown_report(results: dict[str, Any]) -> str:
         ),
         "",
         f"Wall time {results['wall_time_s']} s; skipped images: {results['skipped']['count']}."
+        + (
+            f" Boxes skipped as invalid (never scored): {results['skipped']['invalid_boxes']}."
+            if results["skipped"].get("invalid_boxes")
+            else ""
+        )
         + _sessions(results.get("runs") or [])
         + (
             f" Top-1 accuracy of the model on these images: {100 * results['top1_accuracy']['mean']:.1f} %."

@@ -24,7 +24,7 @@ from micam.capture.layers import LayerSpec
 from micam.imaging import upsample
 from micam.outputs import OutputSelector, select_output
 from micam.targets import Target, TargetsSpec, all_callables, normalize_targets, target_scores
-from micam.validation import check_activation, check_input, check_model
+from micam.validation import as_model_input, check_activation, check_input, check_model
 
 __all__ = [
     "BaseCAM",
@@ -202,8 +202,7 @@ class BaseCAM:
         (B, D, H, W) for 1-D and 3-D inputs), on the input's device. ``keys`` (image names, which the
         reference maps use) is accepted and ignored, so every ``Explainer`` takes the same call."""
         check_input(input_tensor, self.model)
-        device = _model_device(self.model, input_tensor.device)
-        inputs = input_tensor.to(device)
+        inputs = as_model_input(input_tensor, self.model)
         if self.uses_gradients and torch.is_inference_mode_enabled():
             raise RuntimeError(
                 f"{type(self).__name__} needs gradients and cannot run inside torch.inference_mode(); "
@@ -320,10 +319,3 @@ def scale_to_unit(maps: Tensor) -> Tensor:
             stacklevel=3,
         )
     return min_max_per_map(maps, maps.dim() - 1)
-
-
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    parameter: Tensor | None = next(model.parameters(), None)
-    if parameter is None:
-        parameter = next(model.buffers(), None)
-    return fallback if parameter is None else parameter.device

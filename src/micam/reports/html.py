@@ -25,9 +25,10 @@ from matplotlib.figure import Figure
 
 from micam import __version__
 from micam.benchmark.result import BENCHMARK_REPORT
-from micam.evaluation.store import REPORT, RESULTS
+from micam.evaluation.store import REPORT, RESULTS, read_results, write_atomically
 from micam.plot import deletion_insertion_plot
 from micam.reports.findings import comparable, overview, overview_title, paired_figure
+from micam.runtime import output_folder
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1180px;
@@ -120,7 +121,7 @@ def _sanity_figure(sanity: dict[str, list[dict[str, Any]]]) -> Figure:
 
 
 def _evaluation_section(path: Path) -> str:
-    results = json.loads(path.read_text())
+    results = read_results(path)
     markdown = path.with_name(REPORT)
     parts = [markdown_to_html(markdown.read_text()) if markdown.exists() else ""]
     curves = {m: c for m, c in (results.get("mean_curves") or {}).items() if "deletion" in c}
@@ -136,7 +137,7 @@ def _evaluation_section(path: Path) -> str:
 
 def _overview_section(evaluations: list[Path]) -> str:
     """MI-CAM against the baselines across models, when the runs cover more than one ("" otherwise)."""
-    runs = [r for r in (json.loads(p.read_text()) for p in evaluations) if comparable(r)]
+    runs = [r for r in (read_results(p) for p in evaluations) if comparable(r)]
     if len({r["model"] for r in runs}) < 2:
         return ""
     parts = [
@@ -200,6 +201,8 @@ def build_report(results_dir: Path | str, title: str = "micam report") -> str:
 
 def write_report(results_dir: Path | str, out: Path | str, title: str = "micam report") -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_report(results_dir, title), encoding="utf-8")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the HTML file to write (e.g. {out / 'report.html'})")
+    output_folder(out.parent, "--out's folder")
+    write_atomically(out, build_report(results_dir, title))
     return out
