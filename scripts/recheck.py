@@ -17,11 +17,11 @@ import csv
 import json
 import shutil
 import tempfile
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from micam.evaluation import EvaluationSettings, evaluate
+from micam.evaluation.settings import reproducing
 from micam.evaluation.store import PER_IMAGE, RESULTS, SETTINGS
 from micam.runtime import device_name
 
@@ -101,7 +101,7 @@ def main() -> None:
     chosen = positions(args.images)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        values = {f.name: saved[f.name] for f in fields(EvaluationSettings) if f.name in saved}
+        values = reproducing(saved)
         values |= {
             "data": str(subset(args.data, chosen, folder)),
             "out": str(folder / "out"),

@@ -2,12 +2,15 @@
 
     python scripts/results_page.py collect OUT_DIR [--log FILE ...]   # a run's outputs -> docs/results/<model>/
     python scripts/results_page.py collect OUT_DIR --sanity            # a larger sanity check -> .../<model>/sanity/
+    python scripts/results_page.py refresh                             # paired CIs + results.md from the rows
     python scripts/results_page.py page                                # rewrite docs/results.md
 
 ``collect`` copies what ``micam evaluate`` wrote (CSV, JSON, results.md; curves.csv gzipped) and draws
-the mean deletion/insertion curves; ``page`` writes every table and every sentence of the page from
-those files, so the page never says more than the committed rows do. The page is written by
-``micam.reports.results_page``; what is particular to this project is ``CONTENT`` below.
+the mean deletion/insertion curves; ``refresh`` recomputes each committed run's statistics from its
+rows after a change to how intervals are computed (``micam.evaluation.store.refresh_statistics``);
+``page`` writes every table and every sentence of the page from those files, so the page never says
+more than the committed rows do. The page is written by ``micam.reports.results_page``; what is
+particular to this project is ``CONTENT`` below.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from micam.evaluation.store import refresh_statistics
 from micam.reports import results_page
 from micam.reports.results_page import PageContent
 
@@ -67,10 +71,14 @@ def main() -> None:
     collect_parser.add_argument("out", type=Path)
     collect_parser.add_argument("--log", type=Path, action="append", default=[])
     collect_parser.add_argument("--sanity", action="store_true", help="a separate, larger sanity-check run")
+    commands.add_parser("refresh", help="recompute docs/results/*/results.json's paired CIs and results.md")
     commands.add_parser("page", help="rewrite docs/results.md from docs/results/*/")
     args = parser.parse_args()
     if args.command == "collect":
         print(collect(args.out, args.log, sanity_only=args.sanity))
+    elif args.command == "refresh":
+        for folder in sorted(p for p in RUNS.iterdir() if (p / "per_image.csv").is_file()):
+            print(f"{folder}: {'refreshed' if refresh_statistics(folder) else 'unchanged'}")
     else:
         print(results_page.write_page(RUNS, PAGE, CONTENT))
 

@@ -23,17 +23,30 @@ def _rows():
 
 def test_paired_differences_match_hand_computed_values():
     found = paired_differences(_rows(), "mi-cam", ["deletion_auc", "insertion_auc", "ebpg"])["grad-cam"]
-    # deletion: mean -0.1, sample std 0.1 -> half-width 1.96 * 0.1 / sqrt(3)
+    # deletion: mean -0.1, sample std 0.1 -> half-width t(0.975, 2) * 0.1 / sqrt(3), t(0.975, 2) = 4.3027
+    t2, t1 = 4.302652729911275, 12.706204736174707  # Student's t tables
     assert found["deletion_auc"]["n"] == 3
     assert found["deletion_auc"]["mean"] == pytest.approx(-0.1)
-    assert found["deletion_auc"]["half_width"] == pytest.approx(1.96 * 0.1 / math.sqrt(3))
-    assert verdict(found["deletion_auc"], higher_is_better=False) == "no significant difference"  # 0.1 < 0.113
+    assert found["deletion_auc"]["half_width"] == pytest.approx(t2 * 0.1 / math.sqrt(3))
+    assert verdict(found["deletion_auc"], higher_is_better=False) == "no significant difference"  # 0.1 < 0.248
     assert found["insertion_auc"]["mean"] == pytest.approx(0.1)
     assert found["insertion_auc"]["half_width"] == pytest.approx(0.0, abs=1e-12)
     assert verdict(found["insertion_auc"], higher_is_better=True) == "better"
     # ebpg: image c has no value for either method -> differences +10 and -20 over 2 images
     assert found["ebpg"]["n"] == 2 and found["ebpg"]["mean"] == pytest.approx(-5.0)
-    assert found["ebpg"]["half_width"] == pytest.approx(1.96 * math.sqrt(450) / math.sqrt(2))
+    assert found["ebpg"]["half_width"] == pytest.approx(t1 * math.sqrt(450) / math.sqrt(2))
+
+
+def test_intervals_use_students_t_quantiles():
+    from micam.metrics import half_width
+    from micam.metrics.specs import t_quantile
+
+    table = {1: 12.706204736174707, 2: 4.302652729911275, 15: 2.131449545559776, 999: 1.9623414611334487}
+    for df, value in table.items():
+        assert t_quantile(0.975, df) == pytest.approx(value, rel=1e-10)
+    assert half_width(2.0, 16) == pytest.approx(2.131449545559776 * 2.0 / 4.0, rel=1e-10)
+    assert half_width(2.0, 16) / (1.96 * 2.0 / 4.0) == pytest.approx(1.0875, abs=1e-4)  # 1.96: 8 % too narrow
+    assert math.isnan(half_width(1.0, 1))
 
 
 def test_verdict_names_the_worse_side_and_rejects_unknown_focus():
@@ -57,4 +70,4 @@ def test_markdown_report_shows_the_paired_table():
     }  # fmt: skip
     text = markdown_report(results)
     assert "## mi-cam minus each method, image by image" in text
-    assert "| grad-cam | -0.100 ± 0.113 ≈ | +0.100 ± 0.000 better |" in text
+    assert "| grad-cam | -0.100 ± 0.248 ≈ | +0.100 ± 0.000 better |" in text

@@ -63,7 +63,8 @@ def test_classic_drop_and_increase_by_hand():
     assert result["average_drop"].item() == pytest.approx(50.0)
     assert result["increase_in_confidence"].item() == 0.0
     result = classic_drop_increase(LeftHalfMean(), -ONES, half, [0], score="logit")  # -1 -> -0.5: a rise
-    assert result["average_drop"].item() == 0.0 and result["increase_in_confidence"].item() == 1.0
+    # a drop relative to a negative score is undefined (NaN), the increase is still counted
+    assert math.isnan(result["average_drop"].item()) and result["increase_in_confidence"].item() == 1.0
 
 
 def test_deletion_and_insertion_curves_by_hand():
@@ -122,3 +123,62 @@ def test_energy_pointing_game_by_hand():
     assert box_mask([[0, 0, 1, 1], [1, 1, 2, 2]], (4, 4)).sum().item() == 7
     with pytest.raises(ValueError, match="x0 <= x1"):
         energy_pointing_game(cam[:1], [[[3, 0, 1, 1]]])
+
+
+def test_drop_increase_on_logits_is_nan_where_a_denominator_is_not_positive():
+    from micam.metrics import classic_drop_increase, paper_drop_increase
+
+    class Offset(torch.nn.Module):
+        """One logit: the image's mean minus 0.6 (negative for dark images)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(1, 2, 3))[:, None] - 0.6
+
+    images = torch.stack([torch.full((1, 4, 4), 1.0), torch.full((1, 4, 4), 0.5)])
+    maps = torch.zeros(2, 4, 4)
+    maps[:, :, :2] = 1.0  # keeps the left half
+    result = paper_drop_increase(Offset(), images, maps, [0, 0], score="logit")
+    # image 0: Y = 0.4, O = 0.5 - 0.6 = -0.1 -> AD = 100 * 0.5 / 0.4 = 125, AI undefined (O <= 0)
+    assert result["average_drop"][0].item() == pytest.approx(125.0)
+    assert math.isnan(result["average_increase"][0].item())
+    # image 1: Y = -0.1 -> AD undefined; never a negative percentage
+    assert math.isnan(result["average_drop"][1].item())
+    classic = classic_drop_increase(Offset(), images, maps, [0, 0], score="logit")
+    assert classic["average_drop"][0].item() == pytest.approx(125.0) and math.isnan(classic["average_drop"][1].item())
+
+
+def test_deletion_auc_integrates_over_the_fraction_of_pixels_actually_removed():
+    from micam.metrics.deletion_insertion import changed_fractions
+
+    # 15 x 15 = 225 pixels, 100 steps: 3 per step, everything removed after 75 steps
+    fractions = changed_fractions(225, 100)
+    assert fractions[75].item() == 1.0 and fractions[74].item() == pytest.approx(222 / 225)
+    falling = torch.clamp(1 - torch.arange(101) / 75, min=0)  # score falls linearly to 0 at step 75
+    assert auc(falling[None], fractions).item() == pytest.approx(0.5)  # a triangle over x in [0, 1]
+    assert auc(falling[None]).item() == pytest.approx(0.375)  # evenly spaced x: squeezed into [0, 0.75]
+    # 224 x 224: 502 pixels per step, the last step 478
+    fractions = changed_fractions(224 * 224, 100)
+    assert fractions[1].item() == pytest.approx(502 / 50176) and fractions[100].item() == 1.0
+
+
+def test_deletion_insertion_reports_its_fractions_and_uses_them(tiny_cnn):
+    images = torch.rand(1, 3, 15, 15, generator=torch.Generator().manual_seed(0))
+    maps = torch.rand(1, 15, 15, generator=torch.Generator().manual_seed(1))
+    result = deletion_insertion(tiny_cnn, images, maps, [1], steps=100)
+    assert result["fractions"][75].item() == 1.0
+    torch.testing.assert_close(result["deletion_auc"], auc(result["deletion_curve"], result["fractions"]))
+    # every point from step 75 on is the fully deleted image
+    assert torch.allclose(result["deletion_curve"][0, 75:], result["deletion_curve"][0, 75:76].expand(26))
+
+
+def test_ssim_on_maps_smaller_than_its_window():
+    from micam.metrics import ssim
+
+    small = torch.rand(2, 7, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(ssim(small, small), torch.ones(2, dtype=torch.float64))  # a 5 x 5 window fits
+    other = torch.rand(2, 7, 5, generator=torch.Generator().manual_seed(1))
+    assert (ssim(small, other) < 0.9).all()
+    big = torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(ssim(big, big * 0.5), ssim(big, big * 0.5, window=11))  # large maps: unchanged
+    with pytest.raises(ValueError, match="one shape"):
+        ssim(small, big)

@@ -269,7 +269,7 @@ def test_registering_checks_the_estimator():
         register_estimator(ESTIMATORS["binned"])
     with pytest.raises(TypeError, match="Estimator instance"):
         register_estimator("binned")  # type: ignore[arg-type]
-    assert list(ESTIMATORS) == ["binned", "normalized", "reference"]
+    assert list(ESTIMATORS) == ["binned", "normalized", "reference", "ksg", "hsic", "hsic-normalized"]
     assert register_estimator(ESTIMATORS["binned"], replace=True) is ESTIMATORS["binned"]
 
 
@@ -310,7 +310,10 @@ def test_unknown_estimators_and_modes_give_one_message(tiny_cnn):
             lambda: MICAM(tiny_cnn, [LAYER], estimator="kde"),
         ]
     )
-    assert messages == ["unknown estimator 'kde'; choose one of binned, normalized, reference"] * 4
+    assert (
+        messages
+        == ["unknown estimator 'kde'; choose one of binned, normalized, reference, ksg, hsic, hsic-normalized"] * 4
+    )
     modes = _errors(
         [
             lambda: upsampled_mutual_information(activations, gray, "bicubic"),

@@ -5,10 +5,12 @@ from micam.methods import (
     METHODS,
     MICAM,
     BaseCAM,
+    ChannelSum,
     EigenCAM,
     GradCAM,
     GradCAMPlusPlus,
     ScoreCAM,
+    ShuffledMICAM,
     XGradCAM,
 )
 from micam.targets import (
@@ -28,6 +30,7 @@ __all__ = [
     "MICAM",
     "BaseCAM",
     "BinaryClassifierOutputTarget",
+    "ChannelSum",
     "ClassifierOutputSoftmaxTarget",
     "ClassifierOutputTarget",
     "DetectionBoxTarget",
@@ -37,6 +40,7 @@ __all__ = [
     "RegressionOutputTarget",
     "ScoreCAM",
     "SemanticSegmentationTarget",
+    "ShuffledMICAM",
     "SimilarityTarget",
     "XGradCAM",
     "mutual_information",

@@ -21,7 +21,9 @@ from micam.cli.explain import (
     output_selector,
 )
 from micam.evaluation import ALL_METHODS, METRIC_GROUPS, EvaluationSettings, evaluate
-from micam.metrics.deletion_insertion import REMOVED_PIXELS
+from micam.evaluation.settings import DEFAULT_METRIC_GROUPS
+from micam.evaluation.store import saved_settings
+from micam.metrics.deletion_insertion import AUC_X, REMOVED_PIXELS
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -39,8 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, weights_default=default.weights)
     add_image_arguments(parser)
     add("--layer", default=None, help="target layer name (default: the shipped model's, else its last conv block)")
-    add("--methods", default="all", help=f"comma-separated from {', '.join(ALL_METHODS)}, or 'all' (default)")
-    add("--metrics", default="all", help=f"comma-separated from {', '.join(METRIC_GROUPS)}, or 'all' (default)")
+    add(
+        "--methods",
+        default=None,
+        help=f"comma-separated from {', '.join(ALL_METHODS)}, or 'all' (default; with --resume: the run's own)",
+    )
+    add(
+        "--metrics",
+        default=None,
+        help=f"comma-separated from {', '.join(METRIC_GROUPS)}, or 'all'; default: all but road (slow on a CPU), "
+        "with --resume: the run's own",
+    )
     add("--limit", type=int, default=None, help="only the first N images")
     add("--batch-size", type=int, default=default.batch_size, help="images per batch (default: %(default)s)")
     add("--forward-batch-size", type=int, default=None, help="images per metric forward pass (64 CPU, 1024 CUDA)")
@@ -60,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--steps", type=int, default=default.steps, help="deletion/insertion steps (default: %(default)s)")
     add("--baseline", default=default.baseline, choices=REMOVED_PIXELS, help="removed pixels' value")
     add("--insertion-order", default=default.insertion_order, choices=("standard", "paper"))
+    add(
+        "--auc-x",
+        default=default.auc_x,
+        choices=AUC_X,
+        help="deletion/insertion AUC over the fraction of pixels changed (default), or 'even' k/steps "
+        "(the rule of runs made before 2026-11-27; a resumed older run needs it)",
+    )
     add("--tolerance", type=float, default=default.tolerance, help="pointing-game tolerance in px (default: 15)")
     add("--mi-preset", default=default.mi_preset, choices=("default", "authors"))
     add("--counterfactual-images", type=int, default=None, help="images for it (default: 50 on CUDA, 10 on CPU)")
@@ -83,8 +101,12 @@ def run(args: argparse.Namespace) -> int:
     }
     values["model"] = model_spec(args)
     values.update(model_options(args))
-    values["methods"] = _names(args.methods, ALL_METHODS, "method(s)")
-    values["metrics"] = _names(args.metrics, METRIC_GROUPS, "metric(s)")
+    saved = saved_settings(args.out, args.resume)  # a resumed run keeps its methods and metrics unless told
+    values["methods"] = _names(args.methods, ALL_METHODS, "method(s)") if args.methods else saved.get("methods")
+    values["metrics"] = _names(args.metrics, METRIC_GROUPS, "metric(s)") if args.metrics else saved.get("metrics")
+    if values["metrics"] is None:
+        values["metrics"] = list(DEFAULT_METRIC_GROUPS)
+    values = {key: value for key, value in values.items() if value is not None}
     previous = signal.signal(signal.SIGTERM, _stop)  # `kill` and job schedulers stop it as cleanly as Ctrl-C
     try:
         results = evaluate(EvaluationSettings(**values))

@@ -17,7 +17,7 @@ from PIL import Image
 from micam import models
 from micam.evaluation.store import write_atomically
 from micam.images import BACKGROUNDS, DEFAULT_MAX_PIXELS, ReadImage, read_image
-from micam.methods import METHODS, BaseCAM
+from micam.methods import CONTROLS, METHODS, BaseCAM
 from micam.methods.factory import make_method
 from micam.outputs import class_probabilities, select_output
 from micam.plot.overlay import restore_image, save_overlay
@@ -138,7 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         default="mi-cam",
-        help=f"one of {', '.join(METHODS)}, a comma-separated list, or 'all' (default: %(default)s)",
+        help=f"one of {', '.join(METHODS)} (or the controls {', '.join(CONTROLS)}), a comma-separated list, "
+        "or 'all' (the paper's six; default: %(default)s)",
     )
     parser.add_argument(
         "--layer", default=None, help="target layer name (default: the shipped model's, else its last conv block)"
@@ -153,9 +154,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_methods(text: str) -> list[str]:
     names = list(METHODS) if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in METHODS]
+    unknown = [name for name in names if name not in METHODS and name not in CONTROLS]
     if unknown or not names:
-        raise ValueError(f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)} or 'all'")
+        raise ValueError(
+            f"unknown method(s) {unknown or text!r}; choose from {', '.join([*METHODS, *CONTROLS])} or 'all'"
+        )
     return names
 
 

@@ -1,4 +1,5 @@
-"""The built-in estimators: "binned", "normalized" and "reference" (see ``micam.estimators.plugin``).
+"""The built-in estimators: "binned", "normalized" and "reference" (see ``micam.estimators.plugin``),
+and the value-based "ksg", "hsic" and "hsic-normalized" (``micam.estimators.ksg`` and ``.hsic``).
 
 A new estimator is one ``Estimator`` subclass (``micam.estimators.registry``) and one line in
 ``BUILTIN`` below (or one ``register_estimator`` call from any module).
@@ -11,6 +12,8 @@ from typing import ClassVar, cast
 from torch import Tensor
 
 from micam.estimators.fused import fused_binned, fused_reference
+from micam.estimators.hsic import HSICEstimator, NormalizedHSICEstimator
+from micam.estimators.ksg import KSGEstimator
 from micam.estimators.plugin import _bin_index, _binned_mi, _reference_mi, _sum_count_log_count, dense_ranks
 from micam.estimators.registry import Estimator, register_estimator
 
@@ -64,6 +67,13 @@ class ReferenceEstimator(Estimator):
         return fused_reference(activations, gray, size)
 
 
-BUILTIN: tuple[Estimator, ...] = (BinnedEstimator(), NormalizedEstimator(), ReferenceEstimator())
+BUILTIN: tuple[Estimator, ...] = (
+    BinnedEstimator(),
+    NormalizedEstimator(),
+    ReferenceEstimator(),
+    KSGEstimator(),
+    HSICEstimator(),
+    NormalizedHSICEstimator(),
+)
 for _estimator in BUILTIN:
     register_estimator(_estimator)

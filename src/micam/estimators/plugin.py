@@ -1,7 +1,7 @@
 """Plug-in mutual information between paired samples, batched over leading dimensions, in nats.
 
-Three estimators (objects in ``micam.estimators.registry``, defined in ``micam.estimators.builtin``),
-all computed with torch on the inputs' device:
+Three code-based estimators (objects in ``micam.estimators.registry``, defined in
+``micam.estimators.builtin``), all computed with torch on the inputs' device:
 
 * ``"binned"`` (default): each vector is cut into ``bins`` equal-width bins spanning its own
   [min, max]; MI is the plug-in value of the joint histogram. With the default 32 bins and a
@@ -13,7 +13,9 @@ all computed with torch on the inputs' device:
   as ``sklearn.metrics.mutual_info_score(a, b)``. This is what the MI-CAM authors' code computes.
 
 A constant vector carries no information: its MI (and normalized MI) with anything is exactly 0.
-This module holds ``mutual_information`` and the counting pieces the estimators are made of.
+This module holds ``mutual_information`` and the counting pieces the estimators are made of. The
+value-based estimators ("ksg", "hsic", "hsic-normalized": ``micam.estimators.ksg`` and ``.hsic``) take
+no codes: ``mutual_information`` hands them the float rows (``Estimator.from_values``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def mutual_information(
     every channel of a layer without copying it. ``estimator``: a name in ``ESTIMATORS``.
     """
     a, b, method = _check_pair(a, b, estimator, bins)
+    if method.value_based:
+        return _value_rows_mi(method, a, b)
     n = a.shape[-1]
     batch_shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     if math.prod(batch_shape) == 0:
@@ -65,10 +69,49 @@ def mutual_information(
     return torch.cat(parts).reshape(batch_shape)
 
 
+def value_rows_mi(method: Estimator, a: Tensor, b: Tensor) -> Tensor:
+    """``mutual_information(a, b)`` for an estimator object that computes from the values
+    (``method.value_based``): checked, broadcast and chunked the same way; float64 of shape (...)."""
+    if not method.value_based:
+        raise ValueError(f"{method!r} computes from codes; call mutual_information with its name")
+    _check_tensors(a, b)
+    return _value_rows_mi(method, a, b)
+
+
+def _value_rows_mi(method: Estimator, a: Tensor, b: Tensor) -> Tensor:
+    """Pair the rows of ``a`` and ``b`` (broadcast, never copied whole) and pass ``method.from_values``
+    a bounded chunk of them at a time."""
+    n = a.shape[-1]
+    batch_shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    total = math.prod(batch_shape)
+    if total == 0:
+        return torch.zeros(batch_shape, dtype=torch.float64, device=a.device)
+    a_flat, b_flat = a.reshape(-1, n), b.reshape(-1, n)
+    # Row of a_flat (b_flat) paired with each output row.
+    a_index = torch.arange(a_flat.shape[0], device=a.device).reshape(a.shape[:-1]).expand(batch_shape).reshape(-1)
+    b_index = torch.arange(b_flat.shape[0], device=a.device).reshape(b.shape[:-1]).expand(batch_shape).reshape(-1)
+    step = max(1, _SAMPLES_PER_CHUNK // n)
+    parts = [
+        method.from_values(a_flat[a_index[i : i + step]], b_flat[b_index[i : i + step]]) for i in range(0, total, step)
+    ]
+    return torch.cat(parts).reshape(batch_shape)
+
+
 def _check_pair(a: Tensor, b: Tensor, estimator: str, bins: int) -> tuple[Tensor, Tensor, Estimator]:
+    _check_types(a, b)
+    method = get_estimator(estimator, bins)
+    _check_tensors(a, b)
+    return a, b, method
+
+
+def _check_types(a: object, b: object) -> None:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("mutual_information expects torch tensors; wrap arrays with torch.as_tensor")
-    method = get_estimator(estimator, bins)
+
+
+def _check_tensors(a: Tensor, b: Tensor) -> None:
+    """Raise unless ``a`` and ``b`` are finite tensors of paired samples on one device."""
+    _check_types(a, b)
     if a.dim() == 0 or b.dim() == 0:
         raise ValueError("a and b need a last dimension holding the paired samples")
     if a.shape[-1] != b.shape[-1]:
@@ -80,7 +123,6 @@ def _check_pair(a: Tensor, b: Tensor, estimator: str, bins: int) -> tuple[Tensor
     for name, t in (("a", a), ("b", b)):
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf; mutual information needs finite values")
-    return a, b, method
 
 
 def _reference_mi(codes_a: Tensor, codes_b: Tensor, sum_b: Tensor) -> Tensor:

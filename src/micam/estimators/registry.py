@@ -1,9 +1,14 @@
 """The estimator interface and the registry of estimators by name.
 
-An estimator is an object with a ``name``, a ``check(bins)`` and the computation: ``codes`` turns each
-row of samples into integer codes (a bin, a rank), ``from_codes`` gives the MI of paired code rows, and
-optionally ``fused`` computes the MI of every upsampled activation map with a gray image in one pass
-(``micam.estimators.fused``). ``get_estimator(name, bins)`` is the one place names and bins are checked;
+An estimator is an object with a ``name``, a ``check(bins)`` and the computation, of one of two kinds:
+
+* code-based (the default): ``codes`` turns each row of samples into integer codes (a bin, a rank),
+  ``from_codes`` gives the MI of paired code rows, and optionally ``fused`` computes the MI of every
+  upsampled activation map with a gray image in one pass (``micam.estimators.fused``);
+* value-based (``value_based = True``: nearest-neighbour and kernel estimators, which have no codes):
+  ``from_values`` takes the paired float rows themselves. They have no fused kernel, so MI-CAM
+  upsamples a bounded chunk of maps at a time and hands the rows to ``from_values``.
+ ``get_estimator(name, bins)`` is the one place names and bins are checked;
 ``mutual_information``, ``upsampled_mutual_information`` and ``MICAM`` all go through it.
 
 Adding an estimator is one subclass and one ``register_estimator(MyEstimator())``; the built-in ones
@@ -25,6 +30,7 @@ class Estimator:
 
     name: ClassVar[str]
     uses_bins: ClassVar[bool] = True  # False: ``bins`` is ignored (and not checked)
+    value_based: ClassVar[bool] = False  # True: ``from_values`` computes from the float rows (no codes)
 
     def check(self, bins: object) -> None:
         """Raise a ValueError when this estimator cannot use ``bins``."""
@@ -45,6 +51,12 @@ class Estimator:
     def from_codes(self, codes_a: Tensor, codes_b: Tensor, statistics_b: Tensor | None, bins: int) -> Tensor:
         """(R,) float64 MI in nats of each pair of (R, N) code rows."""
         raise NotImplementedError
+
+    def from_values(self, a_rows: Tensor, b_rows: Tensor) -> Tensor:
+        """(R,) float64 estimate for each pair of (R, N) rows of finite values (any real dtype), on their
+        device; what ``mutual_information`` calls instead of ``codes``/``from_codes`` where ``value_based``.
+        The rows come a bounded chunk at a time, so an estimator sees them whole but never a whole layer."""
+        raise NotImplementedError(f"the {self.name!r} estimator computes from codes, not values")
 
     def fused_blocker(self, mode: str) -> str | None:
         """Why ``fused`` cannot compute this estimator after ``mode`` upsampling; None when it can."""

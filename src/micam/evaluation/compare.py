@@ -2,8 +2,8 @@
 
 Two methods scored on the same images differ far less than their separate confidence intervals
 suggest (an image that is hard for one is hard for both), so "is MI-CAM better than Grad-CAM here?"
-is answered by the per-image differences: their mean and the half-width of its 95 % normal
-confidence interval (1.96 std / sqrt(n)). A difference is called significant when that interval
+is answered by the per-image differences: their mean and the half-width of its 95 % confidence
+interval (Student's t: t(0.975, n - 1) std / sqrt(n)). A difference is called significant when that interval
 excludes 0.
 """
 

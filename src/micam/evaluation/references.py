@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from micam.methods import CONTROLS
+
 if TYPE_CHECKING:
     from micam.methods.base import Explainer
 
@@ -60,3 +62,5 @@ class RandomMap:
 
 
 REFERENCES: dict[str, Callable[..., Explainer]] = {"centre-gaussian": CentreGaussian, "random": RandomMap}
+# Rows that are never ranked with the methods or bolded: the reference maps and MI-CAM's controls.
+UNRANKED = frozenset(REFERENCES) | frozenset(CONTROLS)

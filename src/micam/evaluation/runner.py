@@ -178,10 +178,12 @@ def _device_defaults(settings: EvaluationSettings, device: torch.device, saved: 
         torch.backends.cudnn.benchmark = True
     settings.forward_batch_size = settings.forward_batch_size or (1024 if cuda else 64)
     settings.score_cam_batch_size = settings.score_cam_batch_size or (1024 if cuda else 32)
-    if settings.counterfactual_images is None:
-        settings.counterfactual_images = saved.get("counterfactual_images") or (50 if cuda else 10)
+    if settings.counterfactual_images is None:  # a saved 0 is kept (not "unset")
+        saved_count = saved.get("counterfactual_images")
+        settings.counterfactual_images = saved_count if saved_count is not None else (50 if cuda else 10)
     if settings.sanity_images is None:
-        settings.sanity_images = saved.get("sanity_images") or (4 if cuda else 1)
+        saved_count = saved.get("sanity_images")
+        settings.sanity_images = saved_count if saved_count is not None else (4 if cuda else 1)
 
 
 def _loader(images: Images, settings: EvaluationSettings, device: torch.device) -> DataLoader[Decoded]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -27,6 +27,7 @@ from micam.methods.base import Explainer
 from micam.methods.factory import make_method
 from micam.metrics import (
     TRACKERS,
+    ChannelSumCorrelation,
     DeletionInsertion,
     MetricBatch,
     MetricOptions,
@@ -36,7 +37,7 @@ from micam.metrics import (
     randomization_stages,
     weight_change,
 )
-from micam.metrics.deletion_insertion import Baseline
+from micam.metrics.deletion_insertion import AucX, Baseline
 from micam.outputs import per_class, select_output
 
 INTERVENTIONS = ("object", "background")
@@ -75,6 +76,9 @@ class Step:
             else:
                 self.explainers[name] = self.method(name, loaded.model)
         self.trackers = {name: self._trackers(has_boxes) for name in settings.methods}
+        # The unweighted channel sum every map is correlated with (MI-CAM's control, same preset).
+        wanted = any(isinstance(t, ChannelSumCorrelation) for t in next(iter(self.trackers.values()), []))
+        self.channel_sum = self.method("channel-sum", loaded.model) if wanted else None
 
     @property
     def metric_names(self) -> list[str]:
@@ -108,6 +112,7 @@ class Step:
             batch_size=s.forward_batch_size or 64,
             output_selector=s.output_selector,
             tolerance=s.tolerance,
+            auc_x=cast(AucX, s.auc_x),
         )
         wanted = [t for t in TRACKERS if t.group in s.metrics and (has_boxes or not t.needs_boxes)]
         return [tracker.from_options(options) for tracker in wanted]
@@ -133,6 +138,7 @@ class Step:
         predicted = self.predicted(images)
         targets = self.targets(batch.samples, predicted)
         cf_index = [i for i, b in enumerate(batch.boxes) if b and keys[i] in counterfactual_keys]
+        channel_sum = None if self.channel_sum is None else self.channel_sum(images)
         shared = [
             {
                 "image": sample.key,
@@ -151,7 +157,7 @@ class Step:
             synchronize(self.device)
             seconds = (time.perf_counter() - tick) / len(keys)
             values: dict[str, list[float]] = {}
-            metric_batch = MetricBatch(images, maps, targets, scorer, batch.boxes)
+            metric_batch = MetricBatch(images, maps, targets, scorer, batch.boxes, channel_sum)
             for tracker in self.trackers[name]:
                 tracker.reset()  # the store keeps the values; a tracker only computes them
                 found = tracker.update(metric_batch)
@@ -164,7 +170,7 @@ class Step:
                         )
             for i, row in enumerate(shared):
                 rows.per_image.append(row | {"method": name, "seconds": seconds} | {k: v[i] for k, v in values.items()})
-            if cf_index and isinstance(explainer, BaseCAM):
+            if cf_index and name in METHODS and isinstance(explainer, BaseCAM):
                 actual = explainer.last_weights[cf_index]  # type: ignore[index]  # this batch's weights: not recomputed
                 rows.counterfactual.extend(self._counterfactual(explainer, name, batch, targets, cf_index, actual))
         return rows
@@ -209,7 +215,7 @@ class Step:
         targets = self.targets(batch.samples, self.predicted(batch.images))
         stages = randomization_stages(self.loaded.model)
         rows = []
-        for name in [n for n in self.settings.methods if n in METHODS]:
+        for name in [n for n in self.settings.methods if n in METHODS]:  # not the controls: MI-CAM's own
             stage_rows = cascading_randomization(
                 self.loaded.model,
                 # mypy cannot infer a lambda with a default argument.

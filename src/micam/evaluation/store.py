@@ -276,6 +276,25 @@ def saved_settings(out: str | Path, resume: bool) -> dict[str, Any]:
     return dict(read_json(path)) if resume and path.exists() else {}
 
 
+def refresh_statistics(out: str | Path) -> bool:
+    """Recompute the paired differences of ``results.json`` from the rows (with today's interval rule;
+    no model runs) and rewrite ``results.md`` (whose intervals are computed as it is written);
+    everything else is kept. For committed run folders after a change to the statistics. Returns
+    whether a file changed."""
+    folder = Path(out)
+    results = read_results(folder / RESULTS)
+    methods = list(results["methods"])
+    rows = read_csv(folder / PER_IMAGE)
+    finished = finished_images(rows, methods)
+    rows = [r for r in rows if r["image"] in finished]
+    results["paired"] = _paired(rows, methods)
+    text, report = json.dumps(results, indent=2, allow_nan=True), markdown_report(results)
+    changed = (folder / RESULTS).read_text() != text or (folder / REPORT).read_text() != report
+    write_atomically(folder / RESULTS, text)
+    write_atomically(folder / REPORT, report)
+    return changed
+
+
 def finished_images(rows: Iterable[dict[str, str]], methods: Sequence[str]) -> set[str]:
     """The images that have a row for every one of ``methods`` (a batch is appended whole)."""
     methods_of: dict[str, set[str]] = {}

@@ -1,6 +1,6 @@
 """Markdown tables of an evaluation, laid out like the MI-CAM paper's Tables 1-3 (methods as rows).
 
-Each cell is the mean ± the half-width of its 95 % normal confidence interval (1.96 std / sqrt(n));
+Each cell is the mean ± the half-width of its 95 % confidence interval (t(0.975, n - 1) std / sqrt(n));
 the best of the real methods is in bold (the reference maps are never bolded).
 """
 
@@ -10,13 +10,20 @@ import math
 from typing import Any
 
 from micam.evaluation.compare import COMPARED_METRICS, verdict
-from micam.evaluation.references import REFERENCES
+from micam.evaluation.references import UNRANKED
 from micam.metrics import METRIC_SPECS, half_width
 from micam.metrics.specs import TABLE_TITLES
 
 # (title, [(metric key, column title, higher is better, display scale)]), from the metrics' specs
-_TABLES: list[tuple[str, list[tuple[str, str, bool, float]]]] = [
-    (title, [(c, m.title, m.higher_is_better, m.scale) for c, m in METRIC_SPECS.items() if m.table == table])
+_TABLES: list[tuple[str, list[tuple[str, str, bool | None, float]]]] = [
+    (
+        title,
+        [
+            (c, m.title, m.higher_is_better if m.ranked else None, m.scale)
+            for c, m in METRIC_SPECS.items()
+            if m.table == table
+        ],
+    )
     for table, title in TABLE_TITLES.items()
 ]
 
@@ -52,7 +59,9 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"Data `{s['data']}` ({s['dataset_kind']}, geometry {s['geometry_used']}), weights {s['weights']}, "
         f"target layer `{s['target_layer']}`, device {s.get('device_name') or s['device']}, torch {s['torch']}. "
         f"Explained class: {s['target']}; score: softmax {s['score']}. AD/AI threshold {s['threshold']}; "
-        f"deletion/insertion {s['steps']} steps, baseline {s['baseline']}, insertion order {s['insertion_order']}; "
+        f"deletion/insertion {s['steps']} steps, baseline {s['baseline']}, insertion order {s['insertion_order']}"
+        + (", AUC over k / steps (the rule before 2026-11-27)" if s.get("auc_x", "even") == "even" else "")
+        + "; "
         f"pointing-game tolerance {s['tolerance']} px. "
         + (
             f"MI-CAM: {mi.get('estimator')} estimator"
@@ -85,7 +94,7 @@ def markdown_report(results: dict[str, Any]) -> str:
             continue
         lines += [f"## {title}", "", "| method | " + " | ".join(c[1] for c in present) + " |"]
         lines.append("|---" * (len(present) + 1) + "|")
-        best = {key: best_methods(methods, key, higher) for key, _, higher, _ in present}
+        best = {key: set() if higher is None else best_methods(methods, key, higher) for key, _, higher, _ in present}
         for name, summary in methods.items():
             cells = []
             for key, _, _, scale in present:
@@ -113,7 +122,7 @@ def best_methods(methods: dict[str, dict[str, Any]], key: str, higher: bool) -> 
     scored = {
         name: summary[key]["mean"]
         for name, summary in methods.items()
-        if name not in REFERENCES and key in summary and summary[key]["n"] and not math.isnan(summary[key]["mean"])
+        if name not in UNRANKED and key in summary and summary[key]["n"] and not math.isnan(summary[key]["mean"])
     }
     if not scored:
         return set()

@@ -1,6 +1,8 @@
-"""CAM methods: MI-CAM and the paper's five baselines, all on the shared ``BaseCAM`` engine."""
+"""CAM methods: MI-CAM and the paper's five baselines, all on the shared ``BaseCAM`` engine, and the
+controls that say what MI-CAM's weights add (``controls.py``)."""
 
 from micam.methods.base import BaseCAM, Explainer, LayerContext, MethodOptions, SharedSettings
+from micam.methods.controls import ChannelSum, ShuffledMICAM
 from micam.methods.eigen_cam import EigenCAM
 from micam.methods.grad_cam import GradCAM
 from micam.methods.grad_cam_plus_plus import GradCAMPlusPlus, GradCAMPlusPlusOptions
@@ -17,11 +19,15 @@ METHODS: dict[str, type[BaseCAM]] = {
     "eigen-cam": EigenCAM,
     "mi-cam": MICAM,
 }
+# Controls of MI-CAM (reference rows of an evaluation, never ranked with the methods).
+CONTROLS: dict[str, type[BaseCAM]] = {"channel-sum": ChannelSum, "mi-cam-shuffled": ShuffledMICAM}
 
 __all__ = [
+    "CONTROLS",
     "METHODS",
     "MICAM",
     "BaseCAM",
+    "ChannelSum",
     "EigenCAM",
     "Explainer",
     "GradCAM",
@@ -33,5 +39,6 @@ __all__ = [
     "ScoreCAM",
     "ScoreCAMOptions",
     "SharedSettings",
+    "ShuffledMICAM",
     "XGradCAM",
 ]

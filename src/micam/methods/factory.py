@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from micam.capture.layers import LayerSpec
-from micam.methods import METHODS, BaseCAM
+from micam.methods import CONTROLS, METHODS, BaseCAM
 from micam.methods.base import ReshapeTransform, SharedSettings
 from micam.outputs import OutputSelector
 
@@ -24,11 +24,12 @@ def make_method(
     output_selector: OutputSelector = None,
     reshape_transform: ReshapeTransform | None = None,
 ) -> BaseCAM:
-    """``name`` from ``METHODS`` on ``target_layer``; each method takes the settings it uses
+    """``name`` from ``METHODS`` or ``CONTROLS`` on ``target_layer``; each method takes the settings it uses
     (``BaseCAM.options_from_settings``: MI-CAM grays the restored photo when the input's normalization
     is given, except with the authors' preset, which grays the tensor as is; Score-CAM takes the batch size)."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    known = METHODS | CONTROLS
+    if name not in known:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(known)}")
     settings = SharedSettings(
         pixel_mean=pixel_mean,
         pixel_std=pixel_std,
@@ -37,4 +38,4 @@ def make_method(
         output_selector=output_selector,
         reshape_transform=reshape_transform,
     )
-    return METHODS[name].from_settings(model, target_layer, settings)
+    return known[name].from_settings(model, target_layer, settings)

@@ -29,6 +29,12 @@ normalize_maps      False: raw activations are summed       False
 blur                None                                    (11, 7.0): kernel size, sigma
 ==================  ======================================  ==============================
 
+The distinct-value ``"reference"`` estimator counts values that differ by one ulp as distinct, and
+bilinear upsampling rounds differently from one implementation to the next (CPU or GPU, torch build,
+fused kernel): its weights then move by up to about 0.07 nats. MI-CAM says so once per process, with a
+``UserWarning`` (a choice of settings, not a fault of the data), the first time it computes weights
+with that pair; nearest upsampling (the authors' choice) and the binned estimators are unaffected.
+
 The chosen values are a ``MICAMOptions`` (``cam.options``, checked in one place; ``cam.upsample_mode``
 and the others read it), recorded by ``cam.settings``. ``estimator`` is any name registered in
 ``micam.estimators.ESTIMATORS``.
@@ -36,6 +42,7 @@ and the others read it), recorded by ``cam.settings``. ``estimator`` is any name
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -57,6 +64,15 @@ from micam.methods.base import (
 )
 
 __all__ = ["MICAM", "PRESETS", "UPSAMPLE_MODES", "MICAMOptions"]
+
+REFERENCE_TIES_WARNING = (
+    "MI-CAM with the distinct-value 'reference' estimator and bilinear upsampling: values 1 ulp apart count "
+    "as distinct, and bilinear rounding differs between implementations (CPU/GPU, torch builds), which moves "
+    "the weights by up to about 0.07 nats; use upsample_mode='nearest' (the authors' choice) or a binned "
+    "estimator for weights that do not depend on it"
+)
+# Whether the warning above was given in this process (it is given once).
+_warned: dict[str, bool] = {"reference_ties": False}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
@@ -192,9 +208,16 @@ class MICAM(BaseCAM):
     def channel_weights(self, context: LayerContext) -> Tensor:
         """MI of every upsampled map with the gray input, without materializing the upsampled layer:
         fused kernels on CPU where they are exact (images), else a bounded chunk of maps at a time."""
-        inputs, activations = context.inputs, context.activations
-        gray = grayscale(inputs, self.luma, self.pixel_mean, self.pixel_std)
+        activations = context.activations
+        gray = self.gray_image(context.inputs)
+        if self.estimator == "reference" and self.upsample_mode == "bilinear" and not _warned["reference_ties"]:
+            _warned["reference_ties"] = True
+            warnings.warn(REFERENCE_TIES_WARNING, UserWarning, stacklevel=2)
         return upsampled_mutual_information(activations, gray, self.upsample_mode, self.estimator, self.bins)
+
+    def gray_image(self, inputs: Tensor) -> Tensor:
+        """Gr(X): the (B, *spatial) gray image the maps' MI is taken with."""
+        return grayscale(inputs, self.luma, self.pixel_mean, self.pixel_std)
 
     def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, ...]) -> Tensor:
         activations = context.activations

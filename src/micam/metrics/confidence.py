@@ -20,6 +20,14 @@ from micam.metrics.scores import ScoreKind, check_maps, class_scores
 from micam.outputs import OutputSelector
 
 
+def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """100 * max(0, numerator) / denominator where the denominator is a positive score, else NaN: with
+    ``score="logit"`` a score can be zero or negative and the ratio means nothing (such images are left
+    out of the means and counted as undefined)."""
+    ratio = 100 * numerator.clamp(min=0) / denominator
+    return torch.where(denominator > 0, ratio, torch.full_like(ratio, float("nan")))
+
+
 def paper_drop_increase(
     model: nn.Module | InferenceRunner,
     images: Tensor,
@@ -33,8 +41,13 @@ def paper_drop_increase(
 ) -> dict[str, Tensor]:
     """Per-image AD and AI in percent (the paper's hard-threshold form) and the scores behind them.
 
-    ``baseline`` is a number or a tensor broadcastable to the images, e.g. the per-channel value of
-    a black pixel after normalization, (1, 3, 1, 1). ``output_selector`` as in the methods.
+    ``baseline`` is the value of the removed pixels in the model's (normalized) input: a number or a
+    tensor broadcastable to the images. The default 0 is the dataset's mean colour for normalized
+    inputs, not black; ``micam evaluate`` removes pixels to black, the authors' raw-pixel convention:
+    pass ``micam.evaluation.datasets.black_pixel(loaded)`` (= -mean / std per channel, (1, 3, 1, 1)) for
+    the same. AD and AI are ratios of class scores: with ``score="logit"`` an image whose denominator
+    (Y for AD, O for AI) is not positive gets NaN, never a negative or infinite percentage.
+    ``output_selector`` as in the methods.
     """
     check_maps(images, maps)
     model = inference_runner(model)  # one checked copy for the three passes
@@ -45,8 +58,8 @@ def paper_drop_increase(
     focused = class_scores(model, masked, classes, score, batch_size, output_selector)
     empty = class_scores(model, empty_images, classes, score, batch_size, output_selector)
     return {
-        "average_drop": 100 * (full - focused).clamp(min=0) / full,
-        "average_increase": 100 * (focused - empty).clamp(min=0) / focused,
+        "average_drop": _ratio(full - focused, full),
+        "average_increase": _ratio(focused - empty, focused),
         "score_full": full,
         "score_focused": focused,
         "score_baseline": empty,
@@ -62,13 +75,15 @@ def classic_drop_increase(
     batch_size: int = 64,
     output_selector: OutputSelector = None,
 ) -> dict[str, Tensor]:
-    """Per-image Grad-CAM++ drop (percent) and increase (0/1) with the soft mask X * map."""
+    """Per-image Grad-CAM++ drop (percent; NaN where the full score is not positive, as in
+    ``paper_drop_increase``) and increase (0/1) with the soft mask X * map (it multiplies the normalized
+    input, so it fades pixels towards the mean colour, as Grad-CAM++'s own evaluation does)."""
     check_maps(images, maps)
     model = inference_runner(model)
     full = class_scores(model, images, classes, score, batch_size, output_selector)
     explained = class_scores(model, images * maps[:, None], classes, score, batch_size, output_selector)
     return {
-        "average_drop": 100 * (full - explained).clamp(min=0) / full,
+        "average_drop": _ratio(full - explained, full),
         "increase_in_confidence": (explained > full).to(full.dtype),
         "score_full": full,
         "score_explained": explained,

@@ -2,8 +2,11 @@
 
 Pixels are ranked by the map, most important first (ties keep raster order). Deletion starts from
 the image and replaces ``step`` pixels per step by the baseline; insertion starts from the baseline
-and restores them. With ``steps`` = 100 each step moves 1 % of the pixels; the curve has steps + 1
-points (0 % ... 100 %) and its area is the trapezoid rule on [0, 1]. ``insertion_order="paper"``
+and restores them, ``ceil(pixels / steps)`` pixels per step; the curve has steps + 1 points and its
+area is the trapezoid rule over the fraction of pixels actually changed at each point (0 ... 1). With
+224 x 224 pixels and 100 steps a step moves 502 pixels (1.0005 %) and the last one 478; on a 15 x 15
+image (3 pixels per step) everything is changed after 75 steps, and the last 25 points sit at x = 1,
+adding no area (an evenly spaced x axis would stretch the curve to 0.75 -> 1). ``insertion_order="paper"``
 inserts the least important pixels first, as the MI-CAM paper's text describes.
 All (image, step) variants are scored in large batches, never one forward pass per step.
 """
@@ -24,6 +27,10 @@ from micam.metrics.scores import ScoreKind, check_maps, class_scores
 from micam.outputs import OutputSelector
 
 Baseline = Literal["zero", "mean", "blur"]
+# The x axis of the AUC: the fraction of pixels changed at each point, or k / steps ("even", micam's
+# rule before 2026-11-27 and the committed runs': at 224 x 224 the two differ by at most ~5e-4).
+AucX = Literal["changed", "even"]
+AUC_X: tuple[str, ...] = get_args(AucX)
 # What removed pixels become in an evaluation: "black" (the value a black pixel has after the model's
 # normalization, a per-channel tensor the evaluation passes) or one of the baselines computed here.
 REMOVED_PIXELS: tuple[str, ...] = ("black", *get_args(Baseline))
@@ -46,10 +53,25 @@ def make_baseline(images: Tensor, kind: Baseline | float | Tensor = "zero") -> T
     raise ValueError(f"baseline must be 'zero', 'mean', 'blur' or a number, got {kind!r}")
 
 
-def auc(curves: Tensor) -> Tensor:
-    """Trapezoid area under (..., steps + 1) curves sampled evenly on [0, 1]."""
-    steps = curves.shape[-1] - 1
-    return (curves.sum(dim=-1) - 0.5 * (curves[..., 0] + curves[..., -1])) / steps
+def auc(curves: Tensor, fractions: Tensor | None = None) -> Tensor:
+    """Trapezoid area under (..., steps + 1) curves sampled at ``fractions`` (steps + 1 increasing
+    x positions from 0 to 1, e.g. ``changed_fractions``), or evenly on [0, 1] when None."""
+    if fractions is None:
+        steps = curves.shape[-1] - 1
+        return (curves.sum(dim=-1) - 0.5 * (curves[..., 0] + curves[..., -1])) / steps
+    widths = (fractions[1:] - fractions[:-1]).to(curves)
+    return ((curves[..., 1:] + curves[..., :-1]) * widths).sum(dim=-1) / 2
+
+
+def changed_counts(pixels: int, steps: int) -> Tensor:
+    """How many pixels are changed after each of the steps + 1 points: ceil(pixels / steps) per step."""
+    per_step = math.ceil(pixels / steps)
+    return (torch.arange(steps + 1) * per_step).clamp(max=pixels)
+
+
+def changed_fractions(pixels: int, steps: int) -> Tensor:
+    """The x positions of a deletion / insertion curve: the fraction of pixels changed at each point."""
+    return changed_counts(pixels, steps).double() / pixels
 
 
 def deletion_insertion(
@@ -63,18 +85,28 @@ def deletion_insertion(
     score: ScoreKind = "probability",
     batch_size: int = 128,
     output_selector: OutputSelector = None,
+    auc_x: AucX = "changed",
 ) -> dict[str, Tensor]:
-    """Per-image deletion and insertion curves (B, steps + 1) and their AUCs (B,).
-    ``output_selector`` as in the methods."""
+    """Per-image deletion and insertion curves (B, steps + 1), their AUCs (B,) over the fraction of
+    pixels changed at each point (``auc_x="even"``: over k / steps, the older rule), and those
+    x positions (steps + 1,).
+
+    ``baseline`` is what removed pixels become in the model's (normalized) input: "zero" (the default:
+    the dataset's mean colour for normalized inputs, not black), "mean" (each image's channel means),
+    "blur", a number, or a tensor broadcastable to the images. ``micam evaluate`` removes pixels to
+    black: pass ``micam.evaluation.datasets.black_pixel(loaded)`` (= -mean / std per channel) for the
+    same. ``output_selector`` as in the methods."""
     check_maps(images, maps)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     h, w = images.shape[-2:]
     classes = torch.as_tensor(classes, device=images.device).long().reshape(-1)
     base = make_baseline(images, baseline)
-    pixels = h * w
-    per_step = math.ceil(pixels / steps)
-    counts = (torch.arange(steps + 1, device=images.device) * per_step).clamp(max=pixels)
+    if auc_x not in AUC_X:
+        raise ValueError(f"auc_x must be one of {AUC_X}, got {auc_x!r}")
+    counts = changed_counts(h * w, steps).to(images.device)
+    fractions = changed_fractions(h * w, steps) if auc_x == "changed" else torch.linspace(0, 1, steps + 1).double()
+    x_axis = fractions if auc_x == "changed" else None  # "even": the older formula, bit for bit
     if insertion_order not in ("standard", "paper"):
         raise ValueError(f"insertion_order must be 'standard' or 'paper', got {insertion_order!r}")
     runner = inference_runner(model)  # one checked copy for every chunk's class_scores
@@ -86,8 +118,9 @@ def deletion_insertion(
     return {
         "deletion_curve": deletion,
         "insertion_curve": insertion,
-        "deletion_auc": auc(deletion),
-        "insertion_auc": auc(insertion),
+        "deletion_auc": auc(deletion, x_axis),
+        "insertion_auc": auc(insertion, x_axis),
+        "fractions": fractions.to(images.device),
     }
 
 

@@ -39,7 +39,15 @@ def _average_ranks(x: Tensor) -> Tensor:
 
 
 def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> Tensor:
-    """Mean structural similarity of (B, H, W) maps (Gaussian window, Wang et al. 2004 constants)."""
+    """Mean structural similarity of (B, H, W) maps (Gaussian window, Wang et al. 2004 constants).
+    Maps smaller than the window use the largest odd window that fits (a 7 x 7 map: 7), the rule
+    scikit-image asks its users to follow, so small feature-resolution maps can be compared too."""
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(f"ssim needs two (B, H, W) maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    fits = min(window, a.shape[-2], a.shape[-1])
+    window = fits if fits % 2 else fits - 1
+    if window < 1:
+        raise ValueError(f"ssim needs maps of at least 1 x 1 pixels, got {tuple(a.shape[-2:])}")
     offsets = torch.arange(window, dtype=torch.float64, device=a.device) - window // 2
     kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
     kernel = (kernel / kernel.sum())[:, None] * (kernel / kernel.sum())[None, :]

@@ -1,114 +1,44 @@
-"""Stateful metrics: ``update(batch)`` on batch after batch, ``summary`` for the running means, ``reset``.
-
-Each tracker wraps one of the functional metrics of this package, declares the specs of the columns it
-computes (``micam.metrics.specs``: title, direction, decimals, table), keeps its per-image values (so a
-caller can write them out and a resumed run can ``extend`` a tracker with values read back), and
-summarizes every quantity as {"mean", "std", "n"}. NaN values (an EBPG of an all-zero map, an image
-without boxes) are left out of the mean and counted in "n_undefined". Every tracker takes the same
-``MetricBatch``; ``TRACKERS`` lists them in table order, and a new metric is one more class here.
+"""The stateful metrics (``micam.metrics.tracking`` has their protocol): each wraps one functional
+metric of this package and declares the specs of the columns it computes (``micam.metrics.specs``:
+title, direction, decimals, table). Every tracker takes the same ``MetricBatch``; ``TRACKERS`` lists
+them in table order, and a new metric is one more class here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from micam.inference import InferenceRunner
+from micam.metrics.area_matched import AREA_PERCENTAGES, area_matched_drop_increase
 from micam.metrics.confidence import classic_drop_increase, paper_drop_increase
-from micam.metrics.deletion_insertion import Baseline, deletion_insertion
-from micam.metrics.localization import Boxes, energy_pointing_game, pointing_game
+from micam.metrics.deletion_insertion import AucX, Baseline, deletion_insertion
+from micam.metrics.localization import energy_pointing_game, pointing_game
+from micam.metrics.road import ROAD_PERCENTAGES, road
 from micam.metrics.scores import ScoreKind
+from micam.metrics.similarity import pearson
 from micam.metrics.specs import SECONDS, MetricSpec
+from micam.metrics.tracking import MetricBatch, MetricOptions, Tracker, model_of, summarize
 from micam.outputs import OutputSelector
 
-
-def summarize(values: Sequence[float]) -> dict[str, float | int]:
-    """Mean, sample standard deviation and count of the finite values (NaNs counted apart)."""
-    finite = [v for v in values if not math.isnan(v)]
-    n = len(finite)
-    mean = sum(finite) / n if n else float("nan")
-    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else 0.0 if n == 1 else float("nan")
-    summary: dict[str, float | int] = {"mean": mean, "std": std, "n": n}
-    if len(values) > n:
-        summary["n_undefined"] = len(values) - n
-    return summary
-
-
-@dataclass
-class MetricBatch:
-    """What a tracker may read of one batch: the images, their maps and explained classes, the model
-    (or a runner sharing its checked inference copy) and each image's boxes (empty: none)."""
-
-    images: Tensor
-    maps: Tensor
-    classes: Sequence[int] | Tensor
-    model: nn.Module | InferenceRunner | None = None
-    boxes: Sequence[Boxes] | None = None
-
-
-@dataclass(frozen=True)
-class MetricOptions:
-    """The settings of an evaluation that trackers read (each takes what it needs)."""
-
-    threshold: float = 0.5
-    pixel_baseline: float | Tensor = 0.0  # AD/AI: the removed pixels' value
-    baseline: Baseline | float | Tensor = "zero"  # deletion / insertion
-    steps: int = 100
-    insertion_order: Literal["standard", "paper"] = "standard"
-    score: ScoreKind = "probability"
-    batch_size: int = 64
-    output_selector: OutputSelector = None
-    tolerance: float = 15.0
-
-
-class Tracker:
-    """Per-image values of some named quantities; subclasses define ``specs`` and ``update``."""
-
-    specs: ClassVar[tuple[MetricSpec, ...]] = ()
-    group: ClassVar[str] = ""  # its name in ``micam evaluate --metrics``
-    needs_boxes: ClassVar[bool] = False
-
-    @classmethod
-    def names_of(cls) -> tuple[str, ...]:
-        return tuple(spec.column for spec in cls.specs)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self.names_of()
-
-    @classmethod
-    def from_options(cls, options: MetricOptions) -> Tracker:
-        """The tracker an evaluation with ``options`` runs."""
-        raise NotImplementedError
-
-    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
-        """(B,) values of each of ``names`` for the batch (NaN where undefined), also kept."""
-        raise NotImplementedError
-
-    def __init__(self) -> None:
-        self.values: dict[str, list[float]] = {name: [] for name in self.names}
-
-    def reset(self) -> None:
-        """Forget every value seen so far."""
-        self.values = {name: [] for name in self.names}
-
-    def extend(self, values: Mapping[str, Iterable[float]]) -> None:
-        """Add per-image values computed elsewhere (e.g. read back from a results file)."""
-        for name in self.names:
-            self.values[name].extend(float(v) for v in values[name])
-
-    def summary(self) -> dict[str, dict[str, float | int]]:
-        return {name: summarize(self.values[name]) for name in self.names}
-
-    def _record(self, results: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        kept = {name: results[name].detach().double().cpu() for name in self.names}
-        self.extend(kept)
-        return kept
+__all__ = [
+    "METRIC_SPECS",
+    "ROAD",
+    "TRACKERS",
+    "AreaMatchedDropIncrease",
+    "ChannelSumCorrelation",
+    "ClassicDropIncrease",
+    "DeletionInsertion",
+    "DropIncrease",
+    "Localization",
+    "MetricBatch",
+    "MetricOptions",
+    "Tracker",
+    "summarize",
+]
 
 
 class DropIncrease(Tracker):
@@ -139,7 +69,7 @@ class DropIncrease(Tracker):
 
     def update(self, batch: MetricBatch) -> dict[str, Tensor]:
         result = paper_drop_increase(
-            _model(batch),
+            model_of(batch),
             batch.images,
             batch.maps,
             batch.classes,
@@ -173,7 +103,7 @@ class ClassicDropIncrease(Tracker):
 
     def update(self, batch: MetricBatch) -> dict[str, Tensor]:
         result = classic_drop_increase(
-            _model(batch), batch.images, batch.maps, batch.classes, self.score, self.batch_size, self.output_selector
+            model_of(batch), batch.images, batch.maps, batch.classes, self.score, self.batch_size, self.output_selector
         )
         return self._record(
             {"classic_average_drop": result["average_drop"], "increase_in_confidence": result["increase_in_confidence"]}
@@ -197,10 +127,12 @@ class DeletionInsertion(Tracker):
         score: ScoreKind = "probability",
         batch_size: int = 128,
         output_selector: OutputSelector = None,
+        auc_x: AucX = "changed",
     ) -> None:
         super().__init__()
         self.steps, self.baseline, self.insertion_order = steps, baseline, insertion_order
         self.score, self.batch_size, self.output_selector = score, batch_size, output_selector
+        self.auc_x = auc_x
         self.curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
 
     def reset(self) -> None:
@@ -210,11 +142,11 @@ class DeletionInsertion(Tracker):
     @classmethod
     def from_options(cls, options: MetricOptions) -> DeletionInsertion:
         o = options
-        return cls(o.steps, o.baseline, o.insertion_order, o.score, o.batch_size, o.output_selector)
+        return cls(o.steps, o.baseline, o.insertion_order, o.score, o.batch_size, o.output_selector, o.auc_x)
 
     def update(self, batch: MetricBatch) -> dict[str, Tensor]:
         result = deletion_insertion(
-            _model(batch),
+            model_of(batch),
             batch.images,
             batch.maps,
             batch.classes,
@@ -224,6 +156,7 @@ class DeletionInsertion(Tracker):
             self.score,
             self.batch_size,
             self.output_selector,
+            self.auc_x,
         )
         self.curves["deletion"].append(result["deletion_curve"].cpu())
         self.curves["insertion"].append(result["insertion_curve"].cpu())
@@ -272,13 +205,137 @@ class Localization(Tracker):
         return self._record(values)
 
 
-def _model(batch: MetricBatch) -> nn.Module | InferenceRunner:
-    if batch.model is None:
-        raise ValueError("this metric runs the model: pass MetricBatch(model=...)")
-    return batch.model
+class AreaMatchedDropIncrease(Tracker):
+    """AD / AI (percent) with every method keeping the same top p % of pixels, p in
+    ``AREA_PERCENTAGES``: one column per p (the AD-vs-p curve) and their means, the headline."""
+
+    percentages: ClassVar[tuple[int, ...]] = AREA_PERCENTAGES
+    specs = (
+        MetricSpec("area_matched_drop", "AD, mean over p ↓", False, 2, "area", short="area-matched AD", paired=True),
+        MetricSpec("area_matched_increase", "AI, mean over p ↑", True, 2, "area", short="area-matched AI", paired=True),
+        *(MetricSpec(f"area_matched_drop_p{p}", f"AD, top {p} % ↓", False, 2, "area_curve") for p in percentages),
+        *(MetricSpec(f"area_matched_increase_p{p}", f"AI, top {p} % ↑", True, 2, "area_curve") for p in percentages),
+    )
+    group = "area-matched"
+
+    def __init__(
+        self,
+        baseline: float | Tensor = 0.0,
+        score: ScoreKind = "probability",
+        batch_size: int = 64,
+        output_selector: OutputSelector = None,
+    ) -> None:
+        super().__init__()
+        self.baseline, self.score, self.batch_size, self.output_selector = baseline, score, batch_size, output_selector
+
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> AreaMatchedDropIncrease:
+        return cls(options.pixel_baseline, options.score, options.batch_size, options.output_selector)
+
+    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
+        result = area_matched_drop_increase(
+            model_of(batch),
+            batch.images,
+            batch.maps,
+            batch.classes,
+            self.percentages,
+            self.baseline,
+            self.score,
+            self.batch_size,
+            self.output_selector,
+        )
+        values = {"area_matched_drop": result["average_drop"], "area_matched_increase": result["average_increase"]}
+        for i, p in enumerate(self.percentages):
+            values[f"area_matched_drop_p{p}"] = result["drop_curve"][:, i]
+            values[f"area_matched_increase_p{p}"] = result["increase_curve"][:, i]
+        return self._record(values)
 
 
-TRACKERS: tuple[type[Tracker], ...] = (DropIncrease, ClassicDropIncrease, DeletionInsertion, Localization)
+class ROAD(Tracker):
+    """ROAD's mean class score over ``ROAD_PERCENTAGES`` removed by noisy linear imputation, most
+    relevant first (lower is better) and least relevant first (higher is better); curves are kept too."""
+
+    specs = (
+        MetricSpec("road_morf", "MoRF ↓", False, 3, "road", short="ROAD MoRF", paired=True),
+        MetricSpec("road_lerf", "LeRF ↑", True, 3, "road", short="ROAD LeRF", paired=True),
+        MetricSpec("road_combined", "(LeRF − MoRF) / 2 ↑", True, 3, "road"),
+    )
+    group = "road"
+
+    def __init__(
+        self,
+        percentages: Sequence[float] = ROAD_PERCENTAGES,
+        noise: float = 0.01,
+        seed: int = 0,
+        score: ScoreKind = "probability",
+        batch_size: int = 64,
+        output_selector: OutputSelector = None,
+    ) -> None:
+        super().__init__()
+        self.percentages, self.noise, self.seed = tuple(percentages), noise, seed
+        self.score, self.batch_size, self.output_selector = score, batch_size, output_selector
+        self.curves: dict[str, list[Tensor]] = {"morf": [], "lerf": []}
+
+    def reset(self) -> None:
+        super().reset()
+        self.curves = {"morf": [], "lerf": []}
+
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> ROAD:
+        return cls(score=options.score, batch_size=options.batch_size, output_selector=options.output_selector)
+
+    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
+        result = road(
+            model_of(batch),
+            batch.images,
+            batch.maps,
+            batch.classes,
+            self.percentages,
+            self.noise,
+            self.seed,
+            self.score,
+            self.batch_size,
+            self.output_selector,
+        )
+        self.curves["morf"].append(result["morf_curve"].cpu())
+        self.curves["lerf"].append(result["lerf_curve"].cpu())
+        return self._record(
+            {"road_morf": result["morf"], "road_lerf": result["lerf"], "road_combined": result["combined"]}
+        )
+
+    def mean_curves(self) -> dict[str, Tensor]:
+        """Average MoRF and LeRF curves over every image seen (for plots)."""
+        return {kind: torch.cat(parts).mean(dim=0) for kind, parts in self.curves.items() if parts}
+
+
+class ChannelSumCorrelation(Tracker):
+    """Pearson r of each map with the unweighted channel sum of the same image (``micam.ChannelSum``):
+    near 1, a method's map is the channel sum whatever its weights say. NaN without that map."""
+
+    specs = (MetricSpec("channel_sum_correlation", "r with channel sum", True, 3, "correlation", ranked=False),)
+    group = "channel-sum-correlation"
+
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> ChannelSumCorrelation:
+        return cls()
+
+    def update(self, batch: MetricBatch) -> dict[str, Tensor]:
+        if batch.channel_sum is None:
+            values = torch.full((batch.maps.shape[0],), float("nan"), dtype=torch.float64)
+        else:
+            values = pearson(batch.maps.flatten(1), batch.channel_sum.to(batch.maps).flatten(1))
+        return self._record({"channel_sum_correlation": values})
+
+
+TRACKERS: tuple[type[Tracker], ...] = (
+    DropIncrease,
+    ClassicDropIncrease,
+    DeletionInsertion,
+    Localization,
+    AreaMatchedDropIncrease,
+    ROAD,
+    ChannelSumCorrelation,
+)
 # Every column an evaluation can report, in table order (the trackers' and the time per image).
 METRIC_SPECS: dict[str, MetricSpec] = {spec.column: spec for t in TRACKERS for spec in t.specs} | {
     SECONDS.column: SECONDS

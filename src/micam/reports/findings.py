@@ -13,7 +13,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from micam.evaluation.compare import COMPARED_METRICS, verdict
-from micam.evaluation.references import REFERENCES
+from micam.evaluation.references import UNRANKED
 from micam.evaluation.store import PAIRED_FOCUS
 from micam.evaluation.tables import best_methods, decimals
 from micam.metrics import METRIC_SPECS
@@ -37,13 +37,15 @@ Results = dict[str, Any]  # one run's results.json
 
 def real(results: Results) -> dict[str, dict[str, Any]]:
     """The run's methods without the reference maps, in table order."""
-    return {m: s for m, s in results["methods"].items() if m not in REFERENCES}
+    return {m: s for m, s in results["methods"].items() if m not in UNRANKED}
 
 
 def comparable(results: Results) -> bool:
-    """Whether the run scored MI-CAM on every compared metric (a sanity-only run did not)."""
+    """Whether the run scored MI-CAM on every compared metric it has, and has some (a sanity-only run
+    has none; a run made before a metric existed lacks that one)."""
     own = results.get("methods", {}).get(FOCUS, {})
-    return all((own.get(metric) or {}).get("n") for metric in COMPARED_METRICS)
+    present = [metric for metric in COMPARED_METRICS if metric in own]
+    return bool(present) and all((own.get(metric) or {}).get("n") for metric in present)
 
 
 def mean(results: Results, method: str, metric: str) -> float:
@@ -96,24 +98,33 @@ def overview_title(runs: list[Results]) -> str:
     return f"At a glance: MI-CAM against the {words(len(_baselines(runs)))} baselines"
 
 
+def shared_metrics(runs: list[Results]) -> dict[str, bool]:
+    """The compared metrics (column -> higher is better) that every run has for MI-CAM (runs made
+    before a metric existed lack it)."""
+    return {
+        metric: higher
+        for metric, higher in COMPARED_METRICS.items()
+        if all(metric in (results["methods"].get(FOCUS) or {}) for results in runs)
+    }
+
+
 def overview(runs: list[Results]) -> list[str]:
     """The table of MI-CAM's mean, rank and paired verdicts per metric and model, and the paragraph over
     every model (Markdown lines, without a heading: ``overview_title`` gives one)."""
     baselines = _baselines(runs)
+    metrics = shared_metrics(runs)
     lines = [
         f"Per metric: MI-CAM's mean, its rank among the {words(len(baselines) + 1)} methods (1 = best), and the"
         " paired verdict against",
         "each baseline (image-by-image differences, 95 % CI; `+` MI-CAM better, `−` worse, `=` no significant",
         f"difference), in the order {', '.join(TITLES.get(m, m) for m in baselines)}.",
         "",
-        "| model (images) | "
-        + " | ".join(f"{NAMES[m]} {'↑' if up else '↓'}" for m, up in COMPARED_METRICS.items())
-        + " |",
-        "|---" * (len(COMPARED_METRICS) + 1) + "|",
+        "| model (images) | " + " | ".join(f"{NAMES[m]} {'↑' if up else '↓'}" for m, up in metrics.items()) + " |",
+        "|---" * (len(metrics) + 1) + "|",
     ]
     for results in runs:
         cells = []
-        for metric in COMPARED_METRICS:
+        for metric in metrics:
             marks = "".join(_MARKS.get(v, "=") for v in verdicts(results, metric).values())
             cells.append(f"{formatted(metric, mean(results, FOCUS, metric))} (#{rank(results, metric)}, {marks})")
         lines.append(f"| {results['model']} ({results['n_images']:,}) | " + " | ".join(cells) + " |")
@@ -122,10 +133,11 @@ def overview(runs: list[Results]) -> list[str]:
 
 def across(runs: list[Results]) -> list[str]:
     """One paragraph over every model: MI-CAM's ranks and how its paired comparisons came out."""
-    ranks = [rank(results, metric) for results in runs for metric in COMPARED_METRICS]
+    metrics = shared_metrics(runs)
+    ranks = [rank(results, metric) for results in runs for metric in metrics]
     tally: dict[str, dict[str, int]] = {}
     for results in runs:
-        for metric in COMPARED_METRICS:
+        for metric in metrics:
             for method, outcome in verdicts(results, metric).items():
                 counts = tally.setdefault(method, {"better": 0, "worse": 0, "level": 0})
                 counts[outcome if outcome in ("better", "worse") else "level"] += 1
@@ -136,7 +148,7 @@ def across(runs: list[Results]) -> list[str]:
         f"{method} {c['better']} better / {c['worse']} worse / {c['level']} level" for method, c in tally.items()
     )
     return [
-        f"Across the {len(runs)} models and {len(COMPARED_METRICS)} metrics, MI-CAM ranks #{min(ranks)} to"
+        f"Across the {len(runs)} models and {len(metrics)} metrics, MI-CAM ranks #{min(ranks)} to"
         f" #{max(ranks)} of {words(len(_baselines(runs)) + 1)} and is the best method in {firsts} of {len(ranks)}"
         f" cases. Its paired verdicts (MI-CAM better / worse / level, counted over models and metrics): {per_method}.",
         "",
@@ -146,18 +158,19 @@ def across(runs: list[Results]) -> list[str]:
 def paired_figure(runs: list[Results], path: str | Path | None = None) -> Figure:
     """MI-CAM minus each baseline per metric and model with 95 % CIs (saved to ``path`` when given)."""
     differences = {
-        r["model"]: {m: d for m, d in r["paired"]["differences"].items() if m not in REFERENCES}
+        r["model"]: {m: d for m, d in r["paired"]["differences"].items() if m not in UNRANKED}
         for r in runs
         if r.get("paired")
     }
-    return paired_differences_plot(differences, COMPARED_METRICS, NAMES, focus=FOCUS, path=path)
+    return paired_differences_plot(differences, shared_metrics(runs), NAMES, focus=FOCUS, path=path)
 
 
 def findings(results: Results, supplement: Results | None = None) -> list[str]:
     """The bullet points of what one run's numbers say (``supplement``: a larger sanity check of its model)."""
     per_metric, wins, clear_wins = [], 0, 0
     methods, others = results["methods"], real(results)
-    for metric in COMPARED_METRICS:
+    metrics = shared_metrics([results])
+    for metric in metrics:
         winners, top = best(results, metric)
         wins += FOCUS in winners
         said = verdicts(results, metric)
@@ -172,7 +185,7 @@ def findings(results: Results, supplement: Results | None = None) -> list[str]:
             f" {'/'.join(winners)} {formatted(metric, top)}; {paired or 'no paired rows'})"
         )
     lead = (
-        f"**MI-CAM has the best mean of the {words(len(others))} methods on {wins} of {len(COMPARED_METRICS)}"
+        f"**MI-CAM has the best mean of the {words(len(others))} methods on {wins} of {len(metrics)}"
         f" metrics here, and is significantly better than every baseline on {clear_wins}**"
         if wins
         else f"**MI-CAM is not the best of the {words(len(others))} methods on any metric here**"
@@ -186,7 +199,7 @@ def findings(results: Results, supplement: Results | None = None) -> list[str]:
         (a, b)
         for i, a in enumerate(names)
         for b in names[i + 1 :]
-        if all(_close(methods[a][m]["mean"], methods[b][m]["mean"]) for m in COMPARED_METRICS)
+        if all(_close(methods[a][m]["mean"], methods[b][m]["mean"]) for m in metrics)
     ]
     for a, b in twins:
         found.append(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from micam.evaluation.references import REFERENCES
+from micam.evaluation.references import UNRANKED
 from micam.evaluation.settings import ALL_METHODS
 from micam.evaluation.store import COUNTERFACTUAL, CURVES, PER_IMAGE, REPORT, RESULTS, SANITY, SETTINGS, SKIPPED
 from micam.evaluation.tables import markdown_report
@@ -260,7 +260,7 @@ class _Section:
     def _supplement_section(self, supplement: Results) -> list[str]:
         """The table of the model's separate, larger sanity check (collect --sanity) and its command."""
         model, s = self.model, supplement["settings"]
-        left_out = [m for m in ALL_METHODS if m not in s["methods"] and m not in REFERENCES]
+        left_out = [m for m in ALL_METHODS if m not in s["methods"] and m not in UNRANKED]
         body = next(b for title, b in sections_of(markdown_report(supplement)).items() if title.startswith("Sanity"))
         rows = [line for line in body.splitlines() if line.startswith("|")]
         return [

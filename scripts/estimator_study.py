@@ -1,0 +1,206 @@
+"""Does any MI estimator make MI-CAM's weights matter? (issue 15, part 4)
+
+For each shared validation image: MI-CAM's map with every estimator (binned at 8, 32 and 256 bins,
+normalized, the authors' distinct-value "reference", KSG, HSIC and normalized HSIC), the unweighted
+channel sum (``ChannelSum``: MI-CAM with every weight 1) and Grad-CAM, each scored on the paper's
+AD / AI (threshold 0.5), area-matched AD / AI (top 5-50 % of the pixels kept, mean over p) and
+deletion / insertion AUC, all with black removed pixels; plus each map's Pearson correlation with the
+channel sum and how much of each estimator's MI survives shuffling the gray image's pixels
+(``ShuffledMICAM``: total MI shuffled / total MI). Paired over images, every estimator's MI-CAM minus
+the channel sum, mean ± 95 % t interval: a weight that matters moves a metric off zero.
+
+    python scripts/estimator_study.py --data ../shared/data/ilsvrc2012-val/annotations.json --out study
+        [--model mobilenet_v2] [--limit N] [--seconds S] [--device cuda] [--estimators binned-32,ksg]
+
+Writes OUT/per_image.csv (one row per image and map) and OUT/study.json / OUT/study.md (the paired
+table), rewritten after every image, so a run cut by ``--seconds`` (or a kill) keeps what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from micam import GradCAM, models
+from micam.evaluation.compare import paired_differences
+from micam.evaluation.datasets import black_pixel, prepare, read_dataset
+from micam.images import read_rgb
+from micam.methods import MICAM, BaseCAM, ChannelSum, ShuffledMICAM
+from micam.metrics import (
+    area_matched_drop_increase,
+    deletion_insertion,
+    paper_drop_increase,
+    pearson,
+    summarize,
+)
+
+# name -> MI-CAM keyword options (estimator, bins)
+ESTIMATORS: dict[str, dict[str, Any]] = {
+    "binned-8": {"estimator": "binned", "bins": 8},
+    "binned-32": {"estimator": "binned", "bins": 32},
+    "binned-256": {"estimator": "binned", "bins": 256},
+    "normalized-32": {"estimator": "normalized", "bins": 32},
+    "reference": {"estimator": "reference", "upsample_mode": "nearest"},
+    "ksg": {"estimator": "ksg"},
+    "hsic": {"estimator": "hsic"},
+    "hsic-normalized": {"estimator": "hsic-normalized"},
+}
+METRICS = ("average_drop", "average_increase", "area_matched_drop", "area_matched_increase", "deletion", "insertion")
+HIGHER_IS_BETTER = {
+    "average_drop": False,
+    "average_increase": True,
+    "area_matched_drop": False,
+    "area_matched_increase": True,
+    "deletion": False,
+    "insertion": True,
+}
+COLUMNS = ["image", "map", "seconds", *METRICS, "channel_sum_correlation", "shuffled_share"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default="mobilenet_v2")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None, help="stop starting new images after this")
+    parser.add_argument("--steps", type=int, default=100, help="deletion / insertion steps")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--estimators", default=",".join(ESTIMATORS), help="comma-separated, from the default")
+    args = parser.parse_args()
+    chosen = {name: ESTIMATORS[name] for name in args.estimators.split(",")}
+    started = time.perf_counter()
+    device = torch.device(args.device)
+    loaded = models.load(args.model, device=device)
+    dataset = read_dataset(args.data)
+    samples = dataset.samples[: args.limit] if args.limit else dataset.samples
+    layer, mean, std = loaded.target_layer_name, loaded.mean, loaded.std
+    common = {"pixel_mean": mean, "pixel_std": std}
+    maps_of: dict[str, BaseCAM] = {
+        "channel-sum": ChannelSum(loaded.model, [layer], **common),
+        "grad-cam": GradCAM(loaded.model, [layer]),
+        **{name: MICAM(loaded.model, [layer], **common, **options) for name, options in chosen.items()},
+    }
+    shuffled = {name: ShuffledMICAM(loaded.model, [layer], **common, **options) for name, options in chosen.items()}
+    black = black_pixel(loaded).to(device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for index, sample in enumerate(samples):
+        if args.seconds is not None and time.perf_counter() - started > args.seconds:
+            break
+        image, _ = prepare(read_rgb(sample.path), sample, loaded, dataset.geometry)
+        x = image[None].to(device)
+        with torch.no_grad():
+            target = int(loaded.model(x).argmax(dim=1))
+        found: dict[str, torch.Tensor] = {}
+        seconds: dict[str, float] = {}
+        for name, cam in maps_of.items():
+            tick = time.perf_counter()
+            found[name] = cam(x, targets=[target])
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds[name] = time.perf_counter() - tick
+        stacked = torch.cat(list(found.values()))
+        targets = [target] * stacked.shape[0]
+        images = x.expand(stacked.shape[0], -1, -1, -1)
+        drop = paper_drop_increase(loaded.model, images, stacked, targets, baseline=black)
+        area = area_matched_drop_increase(loaded.model, images, stacked, targets, baseline=black)
+        curves = deletion_insertion(loaded.model, images, stacked, targets, steps=args.steps, baseline=black)
+        correlation = pearson(stacked.flatten(1), found["channel-sum"].expand_as(stacked).flatten(1))
+        for position, name in enumerate(found):
+            share = math.nan
+            if name in shuffled:
+                shuffled[name](x)
+                share = float(shuffled[name].last_weights.sum() / maps_of[name].last_weights.sum())
+            rows.append(
+                {
+                    "image": sample.key,
+                    "map": name,
+                    "seconds": seconds[name],
+                    "average_drop": float(drop["average_drop"][position]),
+                    "average_increase": float(drop["average_increase"][position]),
+                    "area_matched_drop": float(area["average_drop"][position]),
+                    "area_matched_increase": float(area["average_increase"][position]),
+                    "deletion": float(curves["deletion_auc"][position]),
+                    "insertion": float(curves["insertion_auc"][position]),
+                    "channel_sum_correlation": float(correlation[position]),
+                    "shuffled_share": share,
+                }
+            )
+        _write(args.out, rows, args, index + 1, time.perf_counter() - started)
+        print(f"[study] {index + 1}/{len(samples)} images, {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, images: int, seconds: float) -> None:
+    with (out / "per_image.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    as_methods = [{**row, "method": row["map"]} for row in rows]
+    names = list(dict.fromkeys(row["map"] for row in rows))
+    study: dict[str, Any] = {
+        "model": args.model,
+        "images": images,
+        "seconds": round(seconds, 1),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "command": "python scripts/estimator_study.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+        "means": {
+            name: {
+                key: summarize([float(r[key]) for r in rows if r["map"] == name])
+                for key in (*METRICS, "channel_sum_correlation", "shuffled_share", "seconds")
+            }
+            for name in names
+        },
+        "minus_channel_sum": {
+            name: paired_differences(
+                [r for r in as_methods if r["map"] in (name, "channel-sum")], name, list(METRICS)
+            ).get("channel-sum", {})
+            for name in names
+            if name != "channel-sum"
+        },
+    }
+    (out / "study.json").write_text(json.dumps(study, indent=2, default=str))
+    (out / "study.md").write_text(_markdown(study))
+
+
+def _markdown(study: dict[str, Any]) -> str:
+    lines = [
+        f"# Estimator study: {study['model']}, {study['images']} images ({study['device']}, {study['seconds']} s)",
+        "",
+        "Each map minus the unweighted channel sum, paired over images: mean ± 95 % t interval, and whether it is",
+        "better, worse or level (≈). Last columns: mean Pearson correlation of the map with the channel sum, and",
+        "the share of the total MI kept when the gray image's pixels are shuffled.",
+        "",
+        "| map | " + " | ".join(METRICS) + " | corr. with sum | MI kept when shuffled |",
+        "|---" * (len(METRICS) + 3) + "|",
+    ]
+    for name, differences in study["minus_channel_sum"].items():
+        cells = []
+        for metric in METRICS:
+            cell = differences.get(metric)
+            if not cell:
+                cells.append("")
+                continue
+            low, high = cell["mean"] - cell["half_width"], cell["mean"] + cell["half_width"]
+            better = low > 0 if HIGHER_IS_BETTER[metric] else high < 0
+            worse = high < 0 if HIGHER_IS_BETTER[metric] else low > 0
+            word = "better" if better else "worse" if worse else "≈"
+            cells.append(f"{cell['mean']:+.3f} ± {cell['half_width']:.3f} {word}")
+        means = study["means"][name]
+        share = means["shuffled_share"]["mean"]
+        cells.append(f"{means['channel_sum_correlation']['mean']:.3f}")
+        cells.append("" if math.isnan(share) else f"{share:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"`{study['command']}`", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The seeded pixel subsample shared by the value-based estimators ("ksg", "hsic").
+
+Nearest-neighbour and kernel estimators cost O(N^2) per pair of rows: 2.5e9 distances for one
+224 x 224 map, too many for every channel of a layer. They therefore look at the same ``samples``
+positions of every row, drawn once per (N, samples, seed) without replacement by a seeded generator,
+so a map's weight is reproducible and every channel of a layer sees the same pixels as the gray image.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+__all__ = ["DEFAULT_SAMPLES", "DEFAULT_SEED", "subsample_indices"]
+
+DEFAULT_SAMPLES = 2048
+DEFAULT_SEED = 0
+
+# Pairwise entries (float64) per block of work: about 32 MiB per temporary.
+_ENTRIES_PER_BLOCK = 1 << 22
+
+
+def check_samples(samples: object, name: str = "samples") -> int:
+    """``samples`` as an int, or a ValueError when it is not an integer >= 2."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise ValueError(f"{name} must be an integer >= 2, got {samples!r}")
+    return samples
+
+
+def subsample_indices(
+    n: int, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, device: torch.device | str | None = None
+) -> Tensor:
+    """The positions (int64, on ``device``) a value-based estimator looks at among ``n`` samples:
+    all of them, in order, when ``n <= samples``, else ``samples`` distinct positions drawn by a
+    generator seeded with ``seed`` (the same positions on every call and every device)."""
+    return _indices(int(n), check_samples(samples), int(seed)).to(device=device or "cpu")
+
+
+@lru_cache(maxsize=32)
+def _indices(n: int, samples: int, seed: int) -> Tensor:
+    if n <= samples:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=generator)[:samples]
+
+
+@lru_cache(maxsize=32)
+def uniform_noise(samples: int, seed: int) -> Tensor:
+    """(2, samples) float64 CPU noise in [0, 1): row 0 for ``a``, row 1 for ``b`` (independent, so that
+    breaking ties cannot itself create dependence), seeded apart from the subsample's positions."""
+    generator = torch.Generator().manual_seed(seed + 0x5EED)
+    return torch.rand(2, samples, dtype=torch.float64, generator=generator)
+
+
+def rows_per_block(samples: int, columns: int) -> int:
+    """How many rows of a (rows, samples, columns) pairwise block fit in ``_ENTRIES_PER_BLOCK``."""
+    return max(1, _ENTRIES_PER_BLOCK // (samples * columns))
