@@ -52,11 +52,23 @@ def test_mi_cam_authors_preset_matches_a_per_channel_sklearn_loop():
         cam(x)
         weights = cam.last_weights
     activations = model(x).detach()
-    gray = 0.2989 * x[:, 0] + 0.5870 * x[:, 1] + 0.1140 * x[:, 2]
+    # tf.image.rgb_to_grayscale on a uint8 image: luma of the [0, 1] pixels, then trunc(g * 255.5)
+    unit = 0.2989 * (x[:, 0] / 255) + 0.5870 * (x[:, 1] / 255) + 0.1140 * (x[:, 2] / 255)
+    gray = (unit * 255.5).floor()
+    assert torch.equal(cam.gray_image(x), gray)
     for i in range(2):
         up = F.interpolate(activations[i : i + 1], scale_factor=4, mode="nearest")[0]
         expected = [mutual_info_score(gray[i].flatten().numpy(), up[k].flatten().numpy()) for k in range(5)]
         np.testing.assert_allclose(weights[i].numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_the_authors_gray_is_8_bit_as_tensorflow_returns_it():
+    cam = MICAM(nn.Sequential(nn.Conv2d(3, 2, 1)), preset="authors")
+    pixels = torch.tensor([[0.0, 0, 0], [1, 1, 1], [128, 128, 128], [255, 255, 255], [255, 0, 0]])
+    x = pixels.T.reshape(1, 3, 1, 5)
+    # 0.9999 * v / 255 * 255.5, truncated: 0, 1.0018 -> 1, 128.24 -> 128, 255.47 -> 255; 0.2989 * 255.5 = 76.37
+    assert cam.gray_image(x)[0, 0].tolist() == [0.0, 1.0, 128.0, 255.0, 76.0]
+    assert MICAM(nn.Sequential(nn.Conv2d(3, 2, 1))).gray_image(x).dtype == torch.float32  # the float default
 
 
 def test_mi_cam_authors_blur_is_applied_before_the_relu():

@@ -182,3 +182,40 @@ def test_ssim_on_maps_smaller_than_its_window():
     assert torch.equal(ssim(big, big * 0.5), ssim(big, big * 0.5, window=11))  # large maps: unchanged
     with pytest.raises(ValueError, match="one shape"):
         ssim(small, big)
+
+
+class _ValuesAsScores(nn.Module):
+    """Scores = the input's values in H x W x C order: class k reads value k of the flattened image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1)
+
+
+def test_authors_indexing_changes_values_of_the_flattened_hwc_image():
+    images = torch.ones(1, 3, 2, 2)
+    maps = torch.tensor([[[4.0, 3.0], [2.0, 1.0]]])  # pixel 0 first, then 1, 2, 3
+    model = _ValuesAsScores()
+    # value 1 = pixel (0, 0), channel 1: changed at step 2 (their indices 0..s-1 are values, not pixels)
+    theirs = deletion_insertion(model, images, maps, [1], steps=4, score="logit", indexing="authors", auc_x="even")
+    assert theirs["deletion_curve"][0].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
+    # value 5 = pixel (0, 1), channel 2: never changed (only the first H x W = 4 of 12 values ever are)
+    theirs = deletion_insertion(model, images, maps, [5], steps=4, score="logit", indexing="authors", auc_x="even")
+    assert theirs["deletion_curve"][0].tolist() == [1.0] * 5
+    # whole pixels: pixel (0, 0) is deleted at step 1, every channel
+    ours = deletion_insertion(model, images, maps, [1], steps=4, score="logit")
+    assert ours["deletion_curve"][0].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    # insertion restores the same values from the baseline
+    theirs = deletion_insertion(model, images, maps, [1], steps=4, score="logit", indexing="authors", auc_x="even")
+    assert theirs["insertion_curve"][0].tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+
+
+def test_the_authors_increase_baseline_keeps_only_the_pixels_where_the_map_is_zero():
+    images = torch.ones(1, 3, 2, 2)
+    maps = torch.tensor([[[1.0, 0.6], [0.2, 0.0]]])
+    model = _ValuesAsScores()
+    # class 9 = value 9 of the H x W x C image = pixel (1, 1), channel 0, where the map is 0
+    stated = paper_drop_increase(model, images, maps, [9], score="logit")
+    theirs = paper_drop_increase(model, images, maps, [9], score="logit", increase_baseline="authors")
+    assert stated["score_baseline"].item() == 0.0  # the empty image
+    assert theirs["score_baseline"].item() == 1.0  # their B keeps the zero-map pixel
+    assert stated["average_drop"].item() == theirs["average_drop"].item() == 100.0  # O: map < 0.5 removed

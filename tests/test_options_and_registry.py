@@ -64,6 +64,7 @@ def test_every_method_records_its_options_as_settings(tiny_cnn):
         "pixel_std": list(STD),
         "normalize_maps": False,
         "blur": None,
+        "gray_uint8": False,
         "target_layers": [LAYER],
     }
     assert default.settings == expected and list(default.settings) == list(expected)  # the recorded order too
@@ -78,6 +79,7 @@ def test_every_method_records_its_options_as_settings(tiny_cnn):
         "pixel_mean": None,
         "pixel_std": None,
         "blur": [11, 7.0],
+        "gray_uint8": True,
     }
     for cam in (default, authors, ScoreCAM(tiny_cnn, [LAYER]), GradCAMPlusPlus(tiny_cnn, [LAYER])):
         json.dumps(cam.settings)

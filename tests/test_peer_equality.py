@@ -76,7 +76,8 @@ def test_eigen_cam_equals_pytorch_grad_cam_up_to_the_svd_sign(mobilenet, photos)
 
 
 def test_authors_preset_weights_equal_their_per_channel_sklearn_loop(mobilenet, photos):
-    """preset="authors": raw 0-255 RGB input, nearest x32 upsampling, luma .2989/.5870/.1140, sklearn MI."""
+    """preset="authors": raw 0-255 RGB input, nearest x32 upsampling, 8-bit gray (luma .2989/.5870/.1140),
+    sklearn MI."""
     mean = torch.tensor(mobilenet.mean).view(1, 3, 1, 1)
     std = torch.tensor(mobilenet.std).view(1, 3, 1, 1)
     pixels = ((photos[:1] * std + mean) * 255).round()
@@ -86,7 +87,10 @@ def test_authors_preset_weights_equal_their_per_channel_sklearn_loop(mobilenet, 
     with torch.no_grad():
         activations = mobilenet.model.features(pixels)
     up = F.interpolate(activations, size=(224, 224), mode="nearest")[0].flatten(1).numpy()
-    gray = (0.2989 * pixels[0, 0] + 0.5870 * pixels[0, 1] + 0.1140 * pixels[0, 2]).flatten().numpy()
+    # their 8-bit gray: tf.image.rgb_to_grayscale on the uint8 image, trunc(luma of the [0, 1] pixels x 255.5)
+    unit = torch.einsum("c,bchw->bhw", torch.tensor([0.2989, 0.5870, 0.1140]), pixels * (1.0 / 255.0))[0]
+    gray = (unit * 255.5).clamp(0, 255).floor().flatten().numpy()
+    assert len(np.unique(gray)) <= 256
     channels = range(0, 1280, 40)  # 32 channels keep the sklearn loop short
     expected = np.array([mutual_info_score(gray, up[k]) for k in channels])
     np.testing.assert_allclose(weights[list(channels)], expected, rtol=1e-6, atol=1e-12)

@@ -15,23 +15,28 @@ from micam import MICAM
 from micam.capture import record_activations
 from micam.imaging import gaussian_blur
 
+AUTHORS_LUMA = (0.2989, 0.5870, 0.1140)
+
 
 def authors_weights(activations: Tensor, raw_images: Tensor) -> tuple[Tensor, float]:
     """The authors' per-channel loop, from the paper's description: nearest (block) upsampling of each
-    map to the input size, gray = 0.2989 R + 0.5870 G + 0.1140 B of the 0-255 image, then
+    map to the input size, the 8-bit gray their ``tf.image.rgb_to_grayscale`` gives of the 0-255 image
+    (0.2989 R + 0.5870 G + 0.1140 B of the [0, 1] pixels, ``trunc(g * 255.5)``), then
     ``mutual_info_score(gray, map)`` per channel in Python. Returns (B, K) weights and the loop's time."""
     import numpy as np
     from sklearn.metrics import mutual_info_score
 
     warnings.filterwarnings("ignore", message="Clustering metrics expects discrete values")
     acts = activations.detach().float().cpu().numpy()
-    raw = raw_images.detach().float().cpu().numpy()
+    raw = raw_images.detach().float().cpu()
+    unit = torch.einsum("c,bchw->bhw", torch.tensor(AUTHORS_LUMA), raw * (1.0 / 255.0))
+    grays = (unit * 255.5).clamp(0.0, 255.0).floor().numpy()
     batch, channels, h, w = acts.shape
-    big_h, big_w = raw.shape[-2:]
+    big_h, big_w = grays.shape[-2:]
     weights = np.zeros((batch, channels))
     start = time.perf_counter()
     for i in range(batch):
-        gray = (0.2989 * raw[i, 0] + 0.5870 * raw[i, 1] + 0.1140 * raw[i, 2]).astype(np.float32).ravel()
+        gray = grays[i].ravel()
         for k in range(channels):
             block = np.repeat(np.repeat(acts[i, k], big_h // h, axis=0), big_w // w, axis=1)
             weights[i, k] = mutual_info_score(gray, block.ravel())

@@ -21,9 +21,10 @@ from micam.cli.explain import (
     output_selector,
 )
 from micam.evaluation import ALL_METHODS, METRIC_GROUPS, EvaluationSettings, evaluate
-from micam.evaluation.settings import DEFAULT_METRIC_GROUPS
+from micam.evaluation.settings import DEFAULT_METRIC_GROUPS, INPUT_SCALES, PROTOCOLS, reproducing
 from micam.evaluation.store import saved_settings
-from micam.metrics.deletion_insertion import AUC_X, REMOVED_PIXELS
+from micam.metrics.confidence import INCREASE_BASELINES
+from micam.metrics.deletion_insertion import AUC_X, PIXEL_INDEXING, REMOVED_PIXELS
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -65,7 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("predicted", "label"),
         help="class explained (default: %(default)s)",
     )
-    add("--geometry", default=default.geometry, choices=("auto", "stretch", "crop"), help="resize rule (default: auto)")
+    add(
+        "--protocol",
+        default=None,
+        choices=tuple(PROTOCOLS),
+        help="'stated' (default): the paper's stated definitions; 'authors': emulate the authors' published "
+        "scripts (raw 0-255 input, their deletion indexing and AI baseline, 8-bit gray MI-CAM, no tolerance); "
+        "each switch below can be set on its own",
+    )
+    add("--input-scale", default=None, choices=INPUT_SCALES, help="model input: normalized, or raw 0-255 pixels")
+    add("--pixel-indexing", default=None, choices=PIXEL_INDEXING, help="deletion/insertion: pixels, or the authors'")
+    add("--increase-baseline", default=None, choices=INCREASE_BASELINES, help="AI's B: empty image, or the authors'")
+    add("--geometry", default=None, choices=("auto", "stretch", "crop"), help="resize rule (default: the protocol's)")
     add("--score", default=default.score, choices=("probability", "logit"), help="class score (default: probability)")
     add("--threshold", type=float, default=default.threshold, help="AD/AI map threshold (default: %(default)s)")
     add("--steps", type=int, default=default.steps, help="deletion/insertion steps (default: %(default)s)")
@@ -73,13 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--insertion-order", default=default.insertion_order, choices=("standard", "paper"))
     add(
         "--auc-x",
-        default=default.auc_x,
+        default=None,
         choices=AUC_X,
         help="deletion/insertion AUC over the fraction of pixels changed (default), or 'even' k/steps "
         "(the rule of runs made before 2026-11-27; a resumed older run needs it)",
     )
-    add("--tolerance", type=float, default=default.tolerance, help="pointing-game tolerance in px (default: 15)")
-    add("--mi-preset", default=default.mi_preset, choices=("default", "authors"))
+    add("--tolerance", type=float, default=None, help="pointing-game tolerance in px (default: 15; authors: 0)")
+    add("--mi-preset", default=None, choices=("default", "authors"), help="MI-CAM preset (default: the protocol's)")
     add("--counterfactual-images", type=int, default=None, help="images for it (default: 50 on CUDA, 10 on CPU)")
     add("--sanity-images", type=int, default=None, help="images for the sanity check (default: 4 on CUDA, 1 on CPU)")
     add("--seed", type=int, default=default.seed)
@@ -106,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
     values["metrics"] = _names(args.metrics, METRIC_GROUPS, "metric(s)") if args.metrics else saved.get("metrics")
     if values["metrics"] is None:
         values["metrics"] = list(DEFAULT_METRIC_GROUPS)
+    # The protocol's switches where not given; a resumed run's own (as it was made) where it has them.
+    values["protocol"] = args.protocol or saved.get("protocol") or "stated"
+    chosen = PROTOCOLS[values["protocol"]]
+    earlier = reproducing(saved) if saved and not args.protocol else {}
+    for key, value in chosen.items():
+        if values.get(key) is None:
+            values[key] = earlier.get(key, value)
     values = {key: value for key, value in values.items() if value is not None}
     previous = signal.signal(signal.SIGTERM, _stop)  # `kill` and job schedulers stop it as cleanly as Ctrl-C
     try:

@@ -95,7 +95,7 @@ def _evaluate(settings: EvaluationSettings, log: Callable[[str], None]) -> dict[
     samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
     if settings.target == "label" and any(sample.label is None for sample in samples):
         raise ValueError("--target label needs a label for every image; use --target predicted")
-    loaded = models.load(settings.model, weights=settings.weights, device=device, **models.load_options(settings))
+    loaded = models.load(settings.model, weights=settings.weights, device=device, **_load_options(settings))
     geometry = dataset.geometry if settings.geometry == "auto" else settings.geometry
     step = Step(settings, loaded, device, dataset.has_boxes)
     store = RunStore(settings.out, step.metric_names)
@@ -168,6 +168,17 @@ def _run(
     elapsed = format_seconds(time.perf_counter() - started)
     log(f"finished {results['n_images']} images ({len(skipped)} skipped) in {elapsed}")
     return results
+
+
+def _load_options(settings: EvaluationSettings) -> models.LoadOptions:
+    """``models.load``'s options; ``input_scale="raw"`` feeds the model 0-255 pixels (mean 0, std 1/255),
+    as the authors' scripts do."""
+    options = models.load_options(settings)
+    if settings.input_scale == "raw":
+        if settings.mean is not None or settings.std is not None:
+            raise ValueError("input_scale 'raw' feeds 0-255 pixels: it cannot be combined with --mean / --std")
+        options["mean"], options["std"] = [0.0, 0.0, 0.0], [1 / 255] * 3
+    return options
 
 
 def _device_defaults(settings: EvaluationSettings, device: torch.device, saved: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ from micam.evaluation.references import REFERENCES
 from micam.images import BACKGROUNDS, DEFAULT_MAX_PIXELS
 from micam.methods import CONTROLS, METHODS
 from micam.metrics import TRACKERS
-from micam.metrics.deletion_insertion import AUC_X, REMOVED_PIXELS
+from micam.metrics.confidence import INCREASE_BASELINES
+from micam.metrics.deletion_insertion import AUC_X, PIXEL_INDEXING, REMOVED_PIXELS
 
 # The trackers' groups (micam.metrics.TRACKERS), then the analyses the runner makes itself.
 METRIC_GROUPS = (*(tracker.group for tracker in TRACKERS), "counterfactual", "sanity")
@@ -78,6 +79,12 @@ class EvaluationSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are skipped (decompression bombs); 0: no limit
     background: str = "white"  # what transparent pixels are composited on ("white" or "black")
     auc_x: str = "changed"  # deletion/insertion AUC over the fraction of pixels changed ("even": k / steps)
+    # The protocol (``PROTOCOLS``): "stated" follows the paper's stated definitions, "authors" emulates
+    # the authors' published scripts; each of its switches below can also be set on its own.
+    protocol: str = "stated"
+    input_scale: str = "normalized"  # "raw": the model sees 0-255 pixels without normalization
+    pixel_indexing: str = "pixels"  # deletion / insertion: whole pixels, or the authors' flat indexing
+    increase_baseline: str = "empty"  # AI's B: the empty image, or the authors' (map == 0 pixels kept)
 
     def check(self) -> None:
         unknown = [m for m in self.methods if m not in ALL_METHODS]
@@ -94,6 +101,10 @@ class EvaluationSettings:
             "insertion_order": ("standard", "paper"),
             "background": tuple(BACKGROUNDS),
             "auc_x": AUC_X,
+            "protocol": tuple(PROTOCOLS),
+            "input_scale": INPUT_SCALES,
+            "pixel_indexing": PIXEL_INDEXING,
+            "increase_baseline": INCREASE_BASELINES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -117,6 +128,38 @@ class EvaluationSettings:
         if self.loader_workers is not None and self.loader_workers < 0:
             raise ValueError(f"loader_workers must be 0 or more, got {self.loader_workers}")
 
+
+INPUT_SCALES = ("normalized", "raw")
+# Each protocol's switches. "authors" emulates the published scripts step by step (ramsiyer1/MI-CAM):
+# * input_scale "raw": ``model.predict(img_to_array(img))``, 0-255 RGB into the network, with
+#   ``preprocess_input`` imported and never applied (every script; black is then 0);
+# * pixel_indexing "authors" and auc_x "even": ``Deletion Curve.py`` ranks the 224 x 224 map and uses
+#   the ranks as indices into the flattened 224 x 224 x 3 image, then ``np.trapz`` over ``linspace``;
+# * increase_baseline "authors": ``Drop_Increase.py``'s ``baseline_image = np.where(cam_mask > 0, 0,
+#   image)`` (B keeps only the pixels where the normalized map is 0);
+# * mi_preset "authors": ``MI CAM.py``: nearest upsampling, sklearn's ``mutual_info_score`` on the
+#   8-bit gray ``tf.image.rgb_to_grayscale`` returns, weighted sum, 11 x 11 sigma-7 blur;
+# * tolerance 0: their pointing game has none; geometry "stretch": ``load_img(target_size=(224, 224))``.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "stated": {
+        "input_scale": "normalized",
+        "pixel_indexing": "pixels",
+        "increase_baseline": "empty",
+        "auc_x": "changed",
+        "mi_preset": "default",
+        "tolerance": 15.0,
+        "geometry": "auto",
+    },
+    "authors": {
+        "input_scale": "raw",
+        "pixel_indexing": "authors",
+        "increase_baseline": "authors",
+        "auc_x": "even",
+        "mi_preset": "authors",
+        "tolerance": 0.0,
+        "geometry": "stretch",
+    },
+}
 
 # What a run started before a setting existed did, where that differs from the setting's default.
 EARLIER_BEHAVIOUR = {"auc_x": "even"}

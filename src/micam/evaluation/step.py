@@ -37,7 +37,8 @@ from micam.metrics import (
     randomization_stages,
     weight_change,
 )
-from micam.metrics.deletion_insertion import AucX, Baseline
+from micam.metrics.confidence import IncreaseBaseline
+from micam.metrics.deletion_insertion import AucX, Baseline, PixelIndexing
 from micam.outputs import per_class, select_output
 
 INTERVENTIONS = ("object", "background")
@@ -113,6 +114,8 @@ class Step:
             output_selector=s.output_selector,
             tolerance=s.tolerance,
             auc_x=cast(AucX, s.auc_x),
+            pixel_indexing=cast(PixelIndexing, s.pixel_indexing),
+            increase_baseline=cast(IncreaseBaseline, s.increase_baseline),
         )
         wanted = [t for t in TRACKERS if t.group in s.metrics and (has_boxes or not t.needs_boxes)]
         return [tracker.from_options(options) for tracker in wanted]

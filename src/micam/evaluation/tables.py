@@ -62,7 +62,13 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"deletion/insertion {s['steps']} steps, baseline {s['baseline']}, insertion order {s['insertion_order']}"
         + (", AUC over k / steps (the rule before 2026-11-27)" if s.get("auc_x", "even") == "even" else "")
         + "; "
-        f"pointing-game tolerance {s['tolerance']} px. "
+        + (
+            f"protocol {s['protocol']} (input {s['input_scale']}, deletion/insertion indexing {s['pixel_indexing']}, "
+            f"AI baseline {s['increase_baseline']}); "
+            if s.get("protocol", "stated") != "stated"
+            else ""
+        )
+        + f"pointing-game tolerance {s['tolerance']} px. "
         + (
             f"MI-CAM: {mi.get('estimator')} estimator"
             + (f" ({mi.get('bins')} bins)" if mi.get("bins") else "")

@@ -27,6 +27,9 @@ pixel_mean/std      None: gray of the tensor as given;      None (their tensor i
 luma                0.299 / 0.587 / 0.114 (BT.601)          0.2989 / 0.5870 / 0.1140
 normalize_maps      False: raw activations are summed       False
 blur                None                                    (11, 7.0): kernel size, sigma
+gray_uint8          False: a float gray image               True: 8-bit, as TensorFlow's
+                                                            rgb_to_grayscale returns it on
+                                                            their uint8 image
 ==================  ======================================  ==============================
 
 The distinct-value ``"reference"`` estimator counts values that differ by one ulp as distinct, and
@@ -82,6 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "luma": BT601_LUMA,
         "normalize_maps": False,
         "blur": None,
+        "gray_uint8": False,
     },
     "authors": {
         "upsample_mode": "nearest",
@@ -90,6 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "luma": (0.2989, 0.5870, 0.1140),
         "normalize_maps": False,
         "blur": (11, 7.0),
+        "gray_uint8": True,
     },
 }
 
@@ -111,6 +116,7 @@ class MICAMOptions(MethodOptions):
     pixel_std: Sequence[float] | None = None
     normalize_maps: bool = False
     blur: tuple[int, float] | None = None
+    gray_uint8: bool = False
 
     @classmethod
     def from_preset(cls, preset: str = "default", **given: Any) -> MICAMOptions:
@@ -160,6 +166,7 @@ class MICAM(BaseCAM):
     pixel_std = option_attribute("pixel_std")
     normalize_maps = option_attribute("normalize_maps")
     blur = option_attribute("blur")
+    gray_uint8 = option_attribute("gray_uint8")
 
     def __init__(
         self,
@@ -175,6 +182,7 @@ class MICAM(BaseCAM):
         pixel_std: Sequence[float] | None = None,
         normalize_maps: bool | None = None,
         blur: tuple[int, float] | bool | None = None,
+        gray_uint8: bool | None = None,
         **kwargs: Any,
     ) -> None:
         """Arguments left as None take the preset's value; ``blur=False`` disables a preset's blur.
@@ -190,6 +198,7 @@ class MICAM(BaseCAM):
             pixel_std=pixel_std,
             normalize_maps=normalize_maps,
             blur=blur,
+            gray_uint8=gray_uint8,
         )
 
     @classmethod
@@ -216,8 +225,17 @@ class MICAM(BaseCAM):
         return upsampled_mutual_information(activations, gray, self.upsample_mode, self.estimator, self.bins)
 
     def gray_image(self, inputs: Tensor) -> Tensor:
-        """Gr(X): the (B, *spatial) gray image the maps' MI is taken with."""
-        return grayscale(inputs, self.luma, self.pixel_mean, self.pixel_std)
+        """Gr(X): the (B, *spatial) gray image the maps' MI is taken with. With ``gray_uint8`` it is the
+        8-bit gray TensorFlow's ``rgb_to_grayscale`` returns on a uint8 image: the 0-255 pixels (the
+        tensor as given, or the restored photo x 255) scaled to [0, 1], weighted by ``luma`` in float32,
+        then ``trunc(g * 255.5)`` clipped to 0-255 (``convert_image_dtype``'s rounding)."""
+        if not self.gray_uint8:
+            return grayscale(inputs, self.luma, self.pixel_mean, self.pixel_std)
+        if self.pixel_mean is not None:
+            unit = grayscale(inputs.float(), self.luma, self.pixel_mean, self.pixel_std)
+        else:
+            unit = grayscale(inputs.float() * (1.0 / 255.0), self.luma)
+        return (unit * 255.5).clamp(0.0, 255.0).floor().to(inputs.dtype)
 
     def layer_map(self, context: LayerContext, weights: Tensor, size: tuple[int, ...]) -> Tensor:
         activations = context.activations

@@ -11,6 +11,7 @@ Classic (Chattopadhay et al., Grad-CAM++): O' = score(X * map);
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +19,9 @@ from torch import Tensor, nn
 from micam.inference import InferenceRunner, inference_runner
 from micam.metrics.scores import ScoreKind, check_maps, class_scores
 from micam.outputs import OutputSelector
+
+IncreaseBaseline = Literal["empty", "authors"]
+INCREASE_BASELINES: tuple[str, ...] = get_args(IncreaseBaseline)
 
 
 def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -38,6 +42,7 @@ def paper_drop_increase(
     score: ScoreKind = "probability",
     batch_size: int = 64,
     output_selector: OutputSelector = None,
+    increase_baseline: IncreaseBaseline = "empty",
 ) -> dict[str, Tensor]:
     """Per-image AD and AI in percent (the paper's hard-threshold form) and the scores behind them.
 
@@ -47,7 +52,9 @@ def paper_drop_increase(
     pass ``micam.evaluation.datasets.black_pixel(loaded)`` (= -mean / std per channel, (1, 3, 1, 1)) for
     the same. AD and AI are ratios of class scores: with ``score="logit"`` an image whose denominator
     (Y for AD, O for AI) is not positive gets NaN, never a negative or infinite percentage.
-    ``output_selector`` as in the methods.
+    ``output_selector`` as in the methods. ``increase_baseline``: the B of AI, the score of the
+    baseline image ("empty", the paper's text) or, as the authors' ``Drop_Increase.py`` computes it,
+    of the image with every pixel whose normalized map is above 0 removed ("authors").
     """
     check_maps(images, maps)
     model = inference_runner(model)  # one checked copy for the three passes
@@ -56,6 +63,10 @@ def paper_drop_increase(
     masked = torch.where(keep, images, empty_images)
     full = class_scores(model, images, classes, score, batch_size, output_selector)
     focused = class_scores(model, masked, classes, score, batch_size, output_selector)
+    if increase_baseline not in INCREASE_BASELINES:
+        raise ValueError(f"increase_baseline must be one of {INCREASE_BASELINES}, got {increase_baseline!r}")
+    if increase_baseline == "authors":
+        empty_images = torch.where((maps > 0)[:, None], empty_images, images)
     empty = class_scores(model, empty_images, classes, score, batch_size, output_selector)
     return {
         "average_drop": _ratio(full - focused, full),

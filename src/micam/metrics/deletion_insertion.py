@@ -31,6 +31,11 @@ Baseline = Literal["zero", "mean", "blur"]
 # rule before 2026-11-27 and the committed runs': at 224 x 224 the two differ by at most ~5e-4).
 AucX = Literal["changed", "even"]
 AUC_X: tuple[str, ...] = get_args(AucX)
+# Which values a step changes: whole pixels (every channel), or the authors' published indexing, which
+# uses the ranks of the H x W map as indices into the flattened H x W x C image (so only the first
+# H x W of its H x W x C values, the top 1/C of the rows, one channel at a time, are ever changed).
+PixelIndexing = Literal["pixels", "authors"]
+PIXEL_INDEXING: tuple[str, ...] = get_args(PixelIndexing)
 # What removed pixels become in an evaluation: "black" (the value a black pixel has after the model's
 # normalization, a per-channel tensor the evaluation passes) or one of the baselines computed here.
 REMOVED_PIXELS: tuple[str, ...] = ("black", *get_args(Baseline))
@@ -86,6 +91,7 @@ def deletion_insertion(
     batch_size: int = 128,
     output_selector: OutputSelector = None,
     auc_x: AucX = "changed",
+    indexing: PixelIndexing = "pixels",
 ) -> dict[str, Tensor]:
     """Per-image deletion and insertion curves (B, steps + 1), their AUCs (B,) over the fraction of
     pixels changed at each point (``auc_x="even"``: over k / steps, the older rule), and those
@@ -95,7 +101,10 @@ def deletion_insertion(
     the dataset's mean colour for normalized inputs, not black), "mean" (each image's channel means),
     "blur", a number, or a tensor broadcastable to the images. ``micam evaluate`` removes pixels to
     black: pass ``micam.evaluation.datasets.black_pixel(loaded)`` (= -mean / std per channel) for the
-    same. ``output_selector`` as in the methods."""
+    same. ``output_selector`` as in the methods. ``indexing="authors"`` emulates the authors'
+    ``Deletion Curve.py`` (``PIXEL_INDEXING``): ``int(s / steps * H * W)`` values changed at step s, the
+    map's ranks (their ``argsort(...)[::-1]``: ties in reverse raster order) used as indices into the
+    flattened H x W x C image; pair it with ``auc_x="even"`` (their ``np.trapz`` over ``linspace``)."""
     check_maps(images, maps)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -104,14 +113,22 @@ def deletion_insertion(
     base = make_baseline(images, baseline)
     if auc_x not in AUC_X:
         raise ValueError(f"auc_x must be one of {AUC_X}, got {auc_x!r}")
+    if indexing not in PIXEL_INDEXING:
+        raise ValueError(f"indexing must be one of {PIXEL_INDEXING}, got {indexing!r}")
     counts = changed_counts(h * w, steps).to(images.device)
     fractions = changed_fractions(h * w, steps) if auc_x == "changed" else torch.linspace(0, 1, steps + 1).double()
+    if indexing == "authors":
+        counts = torch.tensor([int(s / steps * h * w) for s in range(steps + 1)], device=images.device)
     x_axis = fractions if auc_x == "changed" else None  # "even": the older formula, bit for bit
     if insertion_order not in ("standard", "paper"):
         raise ValueError(f"insertion_order must be 'standard' or 'paper', got {insertion_order!r}")
     runner = inference_runner(model)  # one checked copy for every chunk's class_scores
     descending = _ranks(maps, descending=True)
     ascending = descending if insertion_order == "standard" else _ranks(maps, descending=False)
+    if indexing == "authors":
+        channels = images.shape[1]
+        descending = _authors_value_ranks(_reversed_ranks(maps), channels)
+        ascending = descending if insertion_order == "standard" else _authors_value_ranks(_ranks(maps, False), channels)
     scorer = partial(class_scores, runner, score=score, batch_size=batch_size, output_selector=output_selector)
     deletion = _curve(scorer, images, base, descending, counts, classes, batch_size)
     insertion = _curve(scorer, base, images, ascending, counts, classes, batch_size)
@@ -133,6 +150,27 @@ def _ranks(maps: Tensor, descending: bool) -> Tensor:
     return ranks.view_as(maps)
 
 
+def _reversed_ranks(maps: Tensor) -> Tensor:
+    """(B, H, W) positions in ``numpy.argsort(map.flatten())[::-1]`` (stable ascending order reversed:
+    equal values go last pixel first)."""
+    flat = maps.flatten(1)
+    order = flat.argsort(dim=1, stable=True).flip(1)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=maps.device).expand_as(order))
+    return ranks.view_as(maps)
+
+
+def _authors_value_ranks(pixel_ranks: Tensor, channels: int) -> Tensor:
+    """(B, C, H, W) step at which each input value changes under the authors' indexing: value e of the
+    flattened H x W x C image (e = (y * W + x) * C + c) changes with the map's pixel e, when e < H * W,
+    and never otherwise."""
+    b, h, w = pixel_ranks.shape
+    pixels = h * w
+    flat = torch.full((b, pixels * channels), pixels, dtype=pixel_ranks.dtype, device=pixel_ranks.device)
+    flat[:, :pixels] = pixel_ranks.flatten(1)  # value e takes the rank of map pixel e; the rest: never
+    return flat.view(b, h, w, channels).permute(0, 3, 1, 2)
+
+
 def _curve(
     scorer: Callable[[Tensor, Tensor], Tensor],
     start: Tensor,
@@ -142,14 +180,17 @@ def _curve(
     classes: Tensor,
     batch_size: int,
 ) -> Tensor:
-    """Scores of start images whose first counts[s] ranked pixels come from end, for every s."""
+    """Scores of start images whose first counts[s] ranked pixels come from end, for every s; ``ranks``
+    is (B, H, W) for whole pixels or (B, C, H, W) for single values."""
     b = start.shape[0]
     n_steps = counts.shape[0]
     pairs = torch.cartesian_prod(torch.arange(b, device=start.device), torch.arange(n_steps, device=start.device))
     results = []
     for chunk in pairs.split(batch_size):
         image_index, step_index = chunk[:, 0], chunk[:, 1]
-        changed = (ranks[image_index] < counts[step_index][:, None, None])[:, None]
+        chosen = ranks[image_index]
+        changed = chosen < counts[step_index].view(-1, *(1,) * (chosen.dim() - 1))
+        changed = changed if changed.dim() == start.dim() else changed[:, None]
         batch = torch.where(changed, end[image_index], start[image_index])
         results.append(scorer(batch, classes[image_index]))
     return torch.cat(results).view(b, n_steps)

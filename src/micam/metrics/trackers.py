@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from micam.metrics.area_matched import AREA_PERCENTAGES, area_matched_drop_increase
-from micam.metrics.confidence import classic_drop_increase, paper_drop_increase
-from micam.metrics.deletion_insertion import AucX, Baseline, deletion_insertion
+from micam.metrics.confidence import IncreaseBaseline, classic_drop_increase, paper_drop_increase
+from micam.metrics.deletion_insertion import AucX, Baseline, PixelIndexing, deletion_insertion
 from micam.metrics.localization import energy_pointing_game, pointing_game
 from micam.metrics.road import ROAD_PERCENTAGES, road
 from micam.metrics.scores import ScoreKind
@@ -57,15 +57,16 @@ class DropIncrease(Tracker):
         score: ScoreKind = "probability",
         batch_size: int = 64,
         output_selector: OutputSelector = None,
+        increase_baseline: IncreaseBaseline = "empty",
     ) -> None:
         super().__init__()
         self.threshold, self.baseline, self.score, self.batch_size = threshold, baseline, score, batch_size
-        self.output_selector = output_selector
+        self.output_selector, self.increase_baseline = output_selector, increase_baseline
 
     @classmethod
     def from_options(cls, options: MetricOptions) -> DropIncrease:
         o = options
-        return cls(o.threshold, o.pixel_baseline, o.score, o.batch_size, o.output_selector)
+        return cls(o.threshold, o.pixel_baseline, o.score, o.batch_size, o.output_selector, o.increase_baseline)
 
     def update(self, batch: MetricBatch) -> dict[str, Tensor]:
         result = paper_drop_increase(
@@ -78,6 +79,7 @@ class DropIncrease(Tracker):
             self.score,
             self.batch_size,
             self.output_selector,
+            self.increase_baseline,
         )
         return self._record(result)
 
@@ -128,11 +130,12 @@ class DeletionInsertion(Tracker):
         batch_size: int = 128,
         output_selector: OutputSelector = None,
         auc_x: AucX = "changed",
+        indexing: PixelIndexing = "pixels",
     ) -> None:
         super().__init__()
         self.steps, self.baseline, self.insertion_order = steps, baseline, insertion_order
         self.score, self.batch_size, self.output_selector = score, batch_size, output_selector
-        self.auc_x = auc_x
+        self.auc_x, self.indexing = auc_x, indexing
         self.curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
 
     def reset(self) -> None:
@@ -142,7 +145,9 @@ class DeletionInsertion(Tracker):
     @classmethod
     def from_options(cls, options: MetricOptions) -> DeletionInsertion:
         o = options
-        return cls(o.steps, o.baseline, o.insertion_order, o.score, o.batch_size, o.output_selector, o.auc_x)
+        return cls(
+            o.steps, o.baseline, o.insertion_order, o.score, o.batch_size, o.output_selector, o.auc_x, o.pixel_indexing
+        )
 
     def update(self, batch: MetricBatch) -> dict[str, Tensor]:
         result = deletion_insertion(
@@ -157,6 +162,7 @@ class DeletionInsertion(Tracker):
             self.batch_size,
             self.output_selector,
             self.auc_x,
+            self.indexing,
         )
         self.curves["deletion"].append(result["deletion_curve"].cpu())
         self.curves["insertion"].append(result["insertion_curve"].cpu())

@@ -17,7 +17,8 @@ from typing import ClassVar, Literal
 from torch import Tensor, nn
 
 from micam.inference import InferenceRunner
-from micam.metrics.deletion_insertion import AucX, Baseline
+from micam.metrics.confidence import IncreaseBaseline
+from micam.metrics.deletion_insertion import AucX, Baseline, PixelIndexing
 from micam.metrics.localization import Boxes
 from micam.metrics.scores import ScoreKind
 from micam.metrics.specs import MetricSpec
@@ -63,6 +64,8 @@ class MetricOptions:
     output_selector: OutputSelector = None
     tolerance: float = 15.0
     auc_x: AucX = "changed"  # deletion / insertion AUC x axis (``deletion_insertion``'s ``auc_x``)
+    pixel_indexing: PixelIndexing = "pixels"  # deletion / insertion: whole pixels or the authors' indexing
+    increase_baseline: IncreaseBaseline = "empty"  # AI's B: the empty image or the authors' image
 
 
 class Tracker:
