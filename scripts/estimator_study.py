@@ -2,12 +2,15 @@
 
 For each shared validation image: MI-CAM's map with every estimator (binned at 8, 32 and 256 bins,
 normalized, the authors' distinct-value "reference", KSG, HSIC and normalized HSIC), the unweighted
-channel sum (``ChannelSum``: MI-CAM with every weight 1) and Grad-CAM, each scored on the paper's
+channel sum (``ChannelSum``: MI-CAM with every weight 1, with the same upsampling as the estimator's
+MI-CAM: "reference" runs with the authors' nearest upsampling, the others bilinear) and Grad-CAM, each
+scored on the paper's
 AD / AI (threshold 0.5), area-matched AD / AI (top 5-50 % of the pixels kept, mean over p) and
 deletion / insertion AUC, all with black removed pixels; plus each map's Pearson correlation with the
 channel sum and how much of each estimator's MI survives shuffling the gray image's pixels
 (``ShuffledMICAM``: total MI shuffled / total MI). Paired over images, every estimator's MI-CAM minus
-the channel sum, mean ± 95 % t interval: a weight that matters moves a metric off zero.
+the channel sum of the same upsampling, mean ± 95 % t interval: a weight that matters moves a metric
+off zero.
 
     python scripts/estimator_study.py --data ../shared/data/ilsvrc2012-val/annotations.json --out study
         [--model mobilenet_v2] [--limit N] [--seconds S] [--device cuda] [--estimators binned-32,ksg]
@@ -83,8 +86,14 @@ def main() -> None:
     samples = dataset.samples[: args.limit] if args.limit else dataset.samples
     layer, mean, std = loaded.target_layer_name, loaded.mean, loaded.std
     common = {"pixel_mean": mean, "pixel_std": std}
+    nearest = any(options.get("upsample_mode") == "nearest" for options in chosen.values())
     maps_of: dict[str, BaseCAM] = {
         "channel-sum": ChannelSum(loaded.model, [layer], **common),
+        **(
+            {"channel-sum-nearest": ChannelSum(loaded.model, [layer], **common, upsample_mode="nearest")}
+            if nearest
+            else {}
+        ),
         "grad-cam": GradCAM(loaded.model, [layer]),
         **{name: MICAM(loaded.model, [layer], **common, **options) for name, options in chosen.items()},
     }
@@ -113,7 +122,8 @@ def main() -> None:
         drop = paper_drop_increase(loaded.model, images, stacked, targets, baseline=black)
         area = area_matched_drop_increase(loaded.model, images, stacked, targets, baseline=black)
         curves = deletion_insertion(loaded.model, images, stacked, targets, steps=args.steps, baseline=black)
-        correlation = pearson(stacked.flatten(1), found["channel-sum"].expand_as(stacked).flatten(1))
+        sums = torch.cat([found[_control(name)] for name in found])
+        correlation = pearson(stacked.flatten(1), sums.flatten(1))
         for position, name in enumerate(found):
             share = math.nan
             if name in shuffled:
@@ -138,6 +148,12 @@ def main() -> None:
         print(f"[study] {index + 1}/{len(samples)} images, {time.perf_counter() - started:.0f} s", flush=True)
 
 
+def _control(name: str) -> str:
+    """The channel sum a map is compared with: the one with the same upsampling."""
+    nearest = ESTIMATORS.get(name, {}).get("upsample_mode") == "nearest"
+    return "channel-sum-nearest" if nearest else "channel-sum"
+
+
 def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, images: int, seconds: float) -> None:
     with (out / "per_image.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -160,10 +176,10 @@ def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, imag
         },
         "minus_channel_sum": {
             name: paired_differences(
-                [r for r in as_methods if r["map"] in (name, "channel-sum")], name, list(METRICS)
-            ).get("channel-sum", {})
+                [r for r in as_methods if r["map"] in (name, _control(name))], name, list(METRICS)
+            ).get(_control(name), {})
             for name in names
-            if name != "channel-sum"
+            if not name.startswith("channel-sum")
         },
     }
     (out / "study.json").write_text(json.dumps(study, indent=2, default=str))
@@ -174,9 +190,10 @@ def _markdown(study: dict[str, Any]) -> str:
     lines = [
         f"# Estimator study: {study['model']}, {study['images']} images ({study['device']}, {study['seconds']} s)",
         "",
-        "Each map minus the unweighted channel sum, paired over images: mean ± 95 % t interval, and whether it is",
-        "better, worse or level (≈). Last columns: mean Pearson correlation of the map with the channel sum, and",
-        "the share of the total MI kept when the gray image's pixels are shuffled.",
+        "Each map minus the unweighted channel sum with the same upsampling (nearest for `reference`, else",
+        "bilinear), paired over images: mean ± 95 % t interval, and whether it is better, worse or level (≈).",
+        "Last columns: mean Pearson correlation of the map with that channel sum, and the share of the total MI",
+        "kept when the gray image's pixels are shuffled.",
         "",
         "| map | " + " | ".join(METRICS) + " | corr. with sum | MI kept when shuffled |",
         "|---" * (len(METRICS) + 3) + "|",

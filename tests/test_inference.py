@@ -187,3 +187,23 @@ def test_symmetric_static_padding_moves_into_the_convolution_and_nothing_else_do
     with torch.no_grad():
         torch.testing.assert_close(copy(x), model(x), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(copy(preferred_layout(x)), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_copy_check_allows_tf32_rounding_on_cuda_only():
+    from types import SimpleNamespace
+
+    from micam.inference import OUTPUT_TOLERANCE, TF32_OUTPUT_TOLERANCE, check_tolerance
+
+    cpu = torch.zeros(1)
+    assert check_tolerance(cpu, OUTPUT_TOLERANCE) == OUTPUT_TOLERANCE
+    cuda_like = SimpleNamespace(is_cuda=True, dtype=torch.float32)  # this machine has no GPU
+    allowed = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        assert check_tolerance(cuda_like, OUTPUT_TOLERANCE) == TF32_OUTPUT_TOLERANCE  # type: ignore[arg-type]
+        torch.backends.cudnn.allow_tf32 = False
+        expected = TF32_OUTPUT_TOLERANCE if torch.backends.cuda.matmul.allow_tf32 else OUTPUT_TOLERANCE
+        assert check_tolerance(cuda_like, OUTPUT_TOLERANCE) == expected  # type: ignore[arg-type]
+        assert check_tolerance(SimpleNamespace(is_cuda=True, dtype=torch.float16), 1e-3) == 1e-3  # type: ignore[arg-type]
+    finally:
+        torch.backends.cudnn.allow_tf32 = allowed
