@@ -121,3 +121,18 @@ def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     broken.write_text("<html><body>x<script>notDefined();</script></body></html>")
     _, console = _render(broken, tmp_path / "broken.png")
     assert any("notDefined" in line for line in console)
+
+
+def test_a_run_with_area_matched_metrics_gets_its_curves_figure(tmp_path):
+    from micam.metrics.area_matched import AREA_PERCENTAGES
+
+    root = _results_folder(tmp_path)
+    path = root / "eval-mobilenet_v2" / "results.json"
+    results = json.loads(path.read_text())
+    for name in results["methods"]:
+        for kind in ("drop", "increase"):
+            results["methods"][name] |= {f"area_matched_{kind}_p{p}": _summary(p / 2) for p in AREA_PERCENTAGES}
+    path.write_text(json.dumps(results))
+    page = build_report(root)
+    assert "Area-matched Average Drop / Increase by the share of pixels kept, 10 images" in page
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4  # grid, curves, area-matched, sanity

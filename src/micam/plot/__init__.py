@@ -191,6 +191,23 @@ def deletion_insertion_plot(
     return _finish(figure, path)
 
 
+def area_matched_plot(
+    curves: Mapping[str, Mapping[str, Sequence[float]]], percentages: Sequence[float], path: str | Path | None = None
+) -> Figure:
+    """Area-matched AD and AI against the share of pixels kept, one curve per method;
+    ``curves[method] = {"drop": [...], "increase": [...]}``, one mean per entry of ``percentages``."""
+    figure, axes = _subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for axis, kind in zip(axes, ("drop", "increase"), strict=True):
+        for name, pair in curves.items():
+            style = "--" if name in ("centre-gaussian", "random", "channel-sum", "mi-cam-shuffled") else "-"
+            axis.plot(list(percentages), _np(pair[kind]), style, marker="o", markersize=3, label=name, linewidth=1.2)
+        axis.set_xlabel("top p % of the pixels kept (ranked by the map)")
+        axis.set_ylabel(f"Average {kind.capitalize()} (%) {'↓' if kind == 'drop' else '↑'}")
+        axis.set_title(f"area-matched Average {kind.capitalize()}", fontsize=10)
+        axis.legend(fontsize=7)
+    return _finish(figure, path)
+
+
 def paired_differences_plot(
     differences: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]],
     higher_is_better: Mapping[str, bool],
@@ -241,6 +258,7 @@ def paired_differences_plot(
 
 
 __all__ = [
+    "area_matched_plot",
     "channel_weights_plot",
     "comparison_grid",
     "counterfactual_weights_plot",

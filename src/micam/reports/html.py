@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from micam import __version__
 from micam.benchmark.result import BENCHMARK_REPORT
 from micam.evaluation.store import REPORT, RESULTS, read_results, write_atomically
-from micam.plot import deletion_insertion_plot
+from micam.metrics.area_matched import AREA_PERCENTAGES
+from micam.plot import area_matched_plot, deletion_insertion_plot
 from micam.reports.findings import comparable, overview, overview_title, paired_figure
 from micam.runtime import output_folder
 
@@ -128,11 +129,25 @@ def _evaluation_section(path: Path) -> str:
     if curves:
         uri = png_data_uri(deletion_insertion_plot(curves))
         parts.append(_figure(uri, f"Mean deletion / insertion curves over {results['n_images']} images"))
+    area = _area_curves(results["methods"])
+    if area:
+        caption = f"Area-matched Average Drop / Increase by the share of pixels kept, {results['n_images']} images"
+        parts.append(_figure(png_data_uri(area_matched_plot(area, AREA_PERCENTAGES)), caption))
     if results.get("sanity"):
         parts.append(_figure(png_data_uri(_sanity_figure(results["sanity"])), "Cascading randomization"))
     settings = html.escape(json.dumps(results.get("settings", {}), indent=2))
     parts.append(f"<details><summary>All settings of this run</summary><pre>{settings}</pre></details>")
     return "\n".join(parts)
+
+
+def _area_curves(methods: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """Each method's mean area-matched AD and AI per kept share, where the run has them."""
+    curves = {}
+    for name, summary in methods.items():
+        keys = {kind: [f"area_matched_{kind}_p{p}" for p in AREA_PERCENTAGES] for kind in ("drop", "increase")}
+        if all(key in summary for column in keys.values() for key in column):
+            curves[name] = {kind: [float(summary[key]["mean"]) for key in column] for kind, column in keys.items()}
+    return curves
 
 
 def _overview_section(evaluations: list[Path]) -> str:
