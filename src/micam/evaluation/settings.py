@@ -80,7 +80,9 @@ class EvaluationSettings:
     background: str = "white"  # what transparent pixels are composited on ("white" or "black")
     auc_x: str = "changed"  # deletion/insertion AUC over the fraction of pixels changed ("even": k / steps)
     # The protocol (``PROTOCOLS``): "stated" follows the paper's stated definitions, "authors" emulates
-    # the authors' published scripts; each of its switches below can also be set on its own.
+    # the authors' published scripts. It labels the preset the switches came from: the CLI's --protocol
+    # fills every switch not given; from Python, EvaluationSettings(data, protocol="authors",
+    # **PROTOCOLS["authors"]) sets them all, and any switch can also be set on its own.
     protocol: str = "stated"
     input_scale: str = "normalized"  # "raw": the model sees 0-255 pixels without normalization
     pixel_indexing: str = "pixels"  # deletion / insertion: whole pixels, or the authors' flat indexing
