@@ -77,3 +77,24 @@ def test_a_run_made_before_the_switches_resumes_as_it_was_made(tmp_path, monkeyp
     resumed = json.loads((out / "settings.json").read_text())
     assert resumed["auc_x"] == "even" and resumed["protocol"] == "stated"
     assert json.loads((out / "results.json").read_text())["n_images"] == 3
+
+
+def test_a_resumed_run_gains_methods_and_keeps_its_rows_byte_for_byte(tmp_path, monkeypatch):
+    _tiny(monkeypatch)
+    listing = _data(tmp_path)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--data", str(listing), "--out", str(out), "--device", "cpu", "--loader-workers", "0"]
+    argv += ["--metrics", "drop-increase,deletion-insertion,sanity", "--steps", "4", "--sanity-images", "1"]
+    assert main([*argv, "--methods", "grad-cam,random"]) == 0
+    before = {name: (out / name).read_text().splitlines() for name in ("per_image.csv", "curves.csv", "sanity.csv")}
+    assert main([*argv, "--methods", "grad-cam,random,mi-cam,channel-sum", "--resume"]) == 0
+    after = {name: (out / name).read_text().splitlines() for name in before}
+    for name, lines in before.items():
+        assert after[name][: len(lines)] == lines, name  # every earlier row as it was, first
+    added = [line.split(",")[5] for line in after["per_image.csv"][len(before["per_image.csv"]) :]]
+    assert sorted(added) == ["channel-sum"] * 3 + ["mi-cam"] * 3  # only the gained methods were computed
+    assert {line.split(",")[0] for line in after["sanity.csv"][len(before["sanity.csv"]) :]} == {"mi-cam"}
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_images"] == 3 and set(results["methods"]) == {"grad-cam", "random", "mi-cam", "channel-sum"}
+    # losing a method is still refused
+    assert main([*argv, "--methods", "grad-cam", "--resume"]) == 2

@@ -137,10 +137,10 @@ def _run(
     def write_results() -> dict[str, Any]:
         return _results(store, settings, context, samples, skipped, time.perf_counter() - started)
 
-    wanted = [n for n in settings.methods if n in METHODS]
-    if "sanity" in settings.metrics and settings.sanity_images and wanted and not store.has_sanity(wanted):
-        # small: first, so a cut run has it
-        _sanity(store, step, Images(samples, loaded, geometry, settings), skipped, log)
+    wanted = [n for n in settings.methods if n in METHODS and n not in store.sanity_methods()]
+    if "sanity" in settings.metrics and settings.sanity_images and wanted:
+        # small: first, so a cut run has it; a run that gained methods adds theirs
+        _sanity(store, step, Images(samples, loaded, geometry, settings), skipped, log, wanted)
     counterfactual_keys = (
         {s.key for s in [s for s in samples if s.boxes][: settings.counterfactual_images]}
         if "counterfactual" in settings.metrics and dataset.has_boxes
@@ -155,7 +155,8 @@ def _run(
                 if not warm:
                     step.warm_up(batch.images)
                     warm = True
-                store.append(step(batch, counterfactual_keys))
+                for methods, part in _by_methods_to_do(batch, store.missing, settings.methods):
+                    store.append(step(part, counterfactual_keys, methods))
             write_results()
             progress.advance(len(decoded))
     except KeyboardInterrupt:
@@ -229,7 +230,30 @@ def _readable(decoded: list[Decoded], device: torch.device, skipped: dict[str, s
     )
 
 
-def _sanity(store: RunStore, step: Step, images: Images, skipped: dict[str, str], log: Callable[[str], None]) -> None:
+def _by_methods_to_do(
+    batch: Batch, missing: dict[str, list[str]], methods: Sequence[str]
+) -> list[tuple[list[str], Batch]]:
+    """The batch split by the methods its images still need: all of them, or only those a resumed run
+    gained for an image it had finished (``RunStore.missing``); in the batch's order."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, sample in enumerate(batch.samples):
+        groups.setdefault(tuple(missing.get(sample.key, methods)), []).append(index)
+    if len(groups) == 1:
+        return [(list(next(iter(groups))), batch)]
+    return [
+        (list(names), Batch([batch.samples[i] for i in index], batch.images[index], [batch.boxes[i] for i in index]))
+        for names, index in groups.items()
+    ]
+
+
+def _sanity(
+    store: RunStore,
+    step: Step,
+    images: Images,
+    skipped: dict[str, str],
+    log: Callable[[str], None],
+    methods: Sequence[str],
+) -> None:
     """Cascading randomization on the first readable images; written once to sanity.csv."""
     wanted = step.settings.sanity_images or 0
     decoded: list[Decoded] = []
@@ -242,9 +266,8 @@ def _sanity(store: RunStore, step: Step, images: Images, skipped: dict[str, str]
     batch = _readable(decoded, step.device, skipped, store)
     if batch is None:
         return
-    methods = [n for n in step.settings.methods if n in METHODS]
     progress = Progress(len(methods), "sanity check")
-    rows = step.sanity_rows(batch, lambda name: progress.advance(1, name))
+    rows = step.sanity_rows(batch, lambda name: progress.advance(1, name), methods)
     progress.close()
     store.write_sanity(rows)
     stages = len(rows) // max(len(methods), 1)

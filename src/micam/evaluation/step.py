@@ -9,7 +9,7 @@ the same step on its workers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -133,9 +133,10 @@ class Step:
         # --target label: the runner checked that every sample has a label.
         return [int(s.label) for s in samples] if self.settings.target == "label" else predicted  # type: ignore[arg-type]
 
-    def __call__(self, batch: Batch, counterfactual_keys: set[str]) -> BatchRows:
+    def __call__(self, batch: Batch, counterfactual_keys: set[str], methods: Sequence[str] | None = None) -> BatchRows:
         """The rows of one batch: one per (image, method), the counterfactual analysis of the images
-        in ``counterfactual_keys`` that have boxes, and every deletion / insertion curve."""
+        in ``counterfactual_keys`` that have boxes, and every deletion / insertion curve; ``methods``:
+        only these (a resumed run that gained methods), default all."""
         images, keys = batch.images, batch.keys
         scorer = inference_runner(self.loaded.model)  # one checked copy per batch for every metric's passes
         predicted = self.predicted(images)
@@ -154,6 +155,8 @@ class Step:
         ]
         rows = BatchRows()
         for name, explainer in self.explainers.items():
+            if methods is not None and name not in methods:
+                continue
             synchronize(self.device)
             tick = time.perf_counter()
             maps = explainer(images, targets=targets, keys=keys)  # a CAM reads the targets, a reference the keys
@@ -212,13 +215,16 @@ class Step:
         return rows
 
     # ------------------------------------------------------------------------- the sanity check
-    def sanity_rows(self, batch: Batch, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-        """Cascading randomization of the model from its output, for every CAM method, on ``batch``:
-        one row per (method, stage) with the mean similarity to the original map."""
+    def sanity_rows(
+        self, batch: Batch, progress: Callable[[str], None], methods: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Cascading randomization of the model from its output, for every CAM method (or ``methods``),
+        on ``batch``: one row per (method, stage) with the mean similarity to the original map."""
         targets = self.targets(batch.samples, self.predicted(batch.images))
         stages = randomization_stages(self.loaded.model)
         rows = []
-        for name in [n for n in self.settings.methods if n in METHODS]:  # not the controls: MI-CAM's own
+        chosen = self.settings.methods if methods is None else methods
+        for name in [n for n in chosen if n in METHODS]:  # not the controls: MI-CAM's own
             stage_rows = cascading_randomization(
                 self.loaded.model,
                 # mypy cannot infer a lambda with a default argument.

@@ -79,6 +79,7 @@ class RunStore:
         self.columns = [*ROW_KEYS, *self.metrics]
         self.earlier = Earlier()
         self._lock_handle: IO[str] | None = None
+        self.missing: dict[str, list[str]] = {}  # finished image -> methods a resumed run gained
 
     def path(self, name: str) -> Path:
         return self.out / name
@@ -87,7 +88,11 @@ class RunStore:
 
     def open(self, settings: dict[str, Any], resume: bool, methods: Sequence[str]) -> tuple[set[str], dict[str, str]]:
         """Check the folder against ``settings``, record them, keep only the rows of finished images
-        (every method done), and return the finished images and the skipped ones (image -> reason)."""
+        (every method done), and return the finished images and the skipped ones (image -> reason).
+
+        A resumed run may gain methods (``methods`` a superset of the run's own): the rows of its
+        finished images are kept as they are, and ``self.missing`` lists, per such image, the methods
+        still to compute for it."""
         existing = self.path(PER_IMAGE)
         if existing.exists() and not resume:
             raise ValueError(
@@ -96,21 +101,31 @@ class RunStore:
         self.out.mkdir(parents=True, exist_ok=True)
         self._lock()
         saved = saved_settings(self.out, resume)
-        if saved and comparable(saved) != comparable(settings):
+        earlier_methods = list(saved.get("methods") or methods) if saved else list(methods)
+        gains = set(earlier_methods) <= set(methods)  # a resumed run may gain methods, never lose one
+        if saved and _compared(saved, gains) != _compared(settings, gains):
             changed = sorted(k for k in comparable(settings) if saved.get(k) != settings.get(k))
             raise ValueError(f"cannot resume {self.out}: settings differ from the earlier run in {changed}")
         write_atomically(self.path(SETTINGS), json.dumps(settings, indent=2))
         rows = read_csv(existing)
+        complete = finished_images(rows, earlier_methods)  # every method the run had before is done
+        rows = [r for r in rows if r["image"] in complete and r["method"] in earlier_methods]
         done = finished_images(rows, methods)
-        rewrite_csv(existing, self.columns, [r for r in rows if r["image"] in done and r["method"] in methods])
-        kept = [r for r in read_csv(self.path(COUNTERFACTUAL)) if r["image"] in done]
+        have: dict[str, set[str]] = {}
+        for row in rows:
+            have.setdefault(row["image"], set()).add(row["method"])
+        self.missing = {image: [m for m in methods if m not in have[image]] for image in sorted(complete - done)}
+        rewrite_csv(existing, self.columns, rows)
+        kept = [r for r in read_csv(self.path(COUNTERFACTUAL)) if r["image"] in complete]
         rewrite_csv(self.path(COUNTERFACTUAL), COUNTERFACTUAL_COLUMNS, kept)
-        curves = {(r["image"], r["method"], r["kind"]): r for r in read_csv(self.path(CURVES)) if r["image"] in done}
+        curves = {
+            (r["image"], r["method"], r["kind"]): r for r in read_csv(self.path(CURVES)) if r["image"] in complete
+        }
         rewrite_csv(self.path(CURVES), CURVE_COLUMNS, list(curves.values()))
         skipped = {r["image"]: r["reason"] for r in read_csv(self.path(SKIPPED))}
         previous = self.path(RESULTS)
         try:
-            earlier = read_json(previous) if previous.exists() and done else None
+            earlier = read_json(previous) if previous.exists() and complete else None
         except ValueError:  # damaged (a kill or a full disk mid-write): rebuilt from the rows
             earlier = {}
         damaged = earlier is not None and (not isinstance(earlier, dict) or not earlier)
@@ -172,11 +187,17 @@ class RunStore:
     def append_skipped(self, failures: dict[str, str]) -> None:
         append_csv(self.path(SKIPPED), SKIPPED_COLUMNS, [{"image": k, "reason": v} for k, v in failures.items()])
 
+    def sanity_methods(self) -> set[str]:
+        """The methods the sanity check has rows for."""
+        return {r["method"] for r in read_csv(self.path(SANITY))}
+
     def has_sanity(self, methods: Iterable[str]) -> bool:
-        return {r["method"] for r in read_csv(self.path(SANITY))} >= set(methods)
+        return self.sanity_methods() >= set(methods)
 
     def write_sanity(self, rows: list[dict[str, Any]]) -> None:
-        rewrite_csv(self.path(SANITY), SANITY_COLUMNS, rows)
+        """Add the sanity-check rows of methods that had none (the earlier rows stay as they are)."""
+        earlier = [r for r in read_csv(self.path(SANITY)) if r["method"] not in {row["method"] for row in rows}]
+        rewrite_csv(self.path(SANITY), SANITY_COLUMNS, [*earlier, *rows])
 
     # ------------------------------------------------------------------------- results
     def results(
@@ -268,6 +289,14 @@ class RunStore:
             | {"n": counts[method].get("deletion", 0)}
             for method, kinds in sums.items()
         }
+
+
+def _compared(settings: dict[str, Any], gains: bool) -> dict[str, Any]:
+    """What must match on resume; without the methods when the run only gains some."""
+    compared = comparable(settings)
+    if gains:
+        compared.pop("methods", None)
+    return compared
 
 
 def saved_settings(out: str | Path, resume: bool) -> dict[str, Any]:
