@@ -53,11 +53,7 @@ def test_controls_are_named_apart_from_the_papers_methods():
     assert set(CONTROLS) == {"channel-sum", "mi-cam-shuffled"} and not set(CONTROLS) & set(METHODS)
 
 
-def test_evaluate_has_the_controls_as_unranked_rows_and_a_resume_keeps_the_runs_methods(tmp_path, monkeypatch):
-    from conftest import tiny_loaded_model
-    from micam import models
-
-    monkeypatch.setattr(models, "load", lambda *args, **kwargs: tiny_loaded_model())
+def test_evaluate_has_the_controls_as_unranked_rows_and_a_resume_keeps_the_runs_methods(tmp_path, tiny_zoo):
     for i in range(3):
         Image.new("RGB", (40, 40), (60 * i, 200 - 50 * i, 30 + 40 * i)).save(tmp_path / f"{i}.png")
     listing = tmp_path / "list.csv"
@@ -85,13 +81,23 @@ def test_evaluate_has_the_controls_as_unranked_rows_and_a_resume_keeps_the_runs_
 
 
 @pytest.mark.parametrize("name", sorted(CONTROLS))
-def test_controls_are_explained_from_the_command_line(name, tmp_path, monkeypatch):
-    from conftest import tiny_loaded_model
-    from micam import models
-
-    monkeypatch.setattr(models, "load", lambda *args, **kwargs: tiny_loaded_model())
+def test_controls_are_explained_from_the_command_line(name, tmp_path, tiny_zoo):
     Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "a.png")
     out = tmp_path / "out"
     assert main(["explain", str(tmp_path / "a.png"), "--method", name, "--out", str(out), "--device", "cpu"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert name in summary["images"]["a"]["methods"]
+
+
+def test_the_channel_sum_is_computed_once_per_batch_for_its_row_and_the_correlations(tmp_path, tiny_zoo, monkeypatch):
+    calls = []
+    weights = ChannelSum.channel_weights
+    monkeypatch.setattr(ChannelSum, "channel_weights", lambda self, context: calls.append(1) or weights(self, context))
+    for i in range(2):
+        Image.new("RGB", (40, 40), (60 * i, 200, 30)).save(tmp_path / f"{i}.png")
+    listing = tmp_path / "list.csv"
+    listing.write_text("file,label\n0.png,0\n1.png,1\n")
+    argv = ["evaluate", "--data", str(listing), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    argv += ["--methods", "grad-cam,channel-sum", "--metrics", "channel-sum-correlation", "--batch-size", "2"]
+    assert main([*argv, "--loader-workers", "0"]) == 0
+    assert len(calls) == 2  # the warm-up and the one batch: its row and every map's correlation share it

@@ -145,6 +145,12 @@ def test_drop_increase_on_logits_is_nan_where_a_denominator_is_not_positive():
     assert math.isnan(result["average_drop"][1].item())
     classic = classic_drop_increase(Offset(), images, maps, [0, 0], score="logit")
     assert classic["average_drop"][0].item() == pytest.approx(125.0) and math.isnan(classic["average_drop"][1].item())
+    from micam.metrics import area_matched_drop_increase
+
+    area = area_matched_drop_increase(Offset(), images, maps, [0, 0], percentages=[50], score="logit")
+    # image 0 keeps its left half as above: AD 125, AI undefined; image 1's Y is negative: AD undefined
+    assert area["drop_curve"][0, 0].item() == pytest.approx(125.0) and math.isnan(area["increase_curve"][0, 0].item())
+    assert math.isnan(area["average_drop"][1].item())
 
 
 def test_deletion_auc_integrates_over_the_fraction_of_pixels_actually_removed():

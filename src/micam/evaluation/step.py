@@ -79,7 +79,8 @@ class Step:
         self.trackers = {name: self._trackers(has_boxes) for name in settings.methods}
         # The unweighted channel sum every map is correlated with (MI-CAM's control, same preset).
         wanted = any(isinstance(t, ChannelSumCorrelation) for t in next(iter(self.trackers.values()), []))
-        self.channel_sum = self.method("channel-sum", loaded.model) if wanted else None
+        own = self.explainers.get("channel-sum")
+        self.channel_sum = (own if own is not None else self.method("channel-sum", loaded.model)) if wanted else None
 
     @property
     def metric_names(self) -> list[str]:
@@ -142,7 +143,12 @@ class Step:
         predicted = self.predicted(images)
         targets = self.targets(batch.samples, predicted)
         cf_index = [i for i, b in enumerate(batch.boxes) if b and keys[i] in counterfactual_keys]
-        channel_sum = None if self.channel_sum is None else self.channel_sum(images)
+        running = [name for name in self.explainers if methods is None or name in methods]
+        explained: dict[str, tuple[Tensor, float]] = {}  # maps made before their turn (with their time)
+        channel_sum = None
+        if self.channel_sum is not None:
+            explained["channel-sum"] = self._explain(self.channel_sum, images, targets, keys)
+            channel_sum = explained["channel-sum"][0]
         shared = [
             {
                 "image": sample.key,
@@ -154,14 +160,9 @@ class Step:
             for i, sample in enumerate(batch.samples)
         ]
         rows = BatchRows()
-        for name, explainer in self.explainers.items():
-            if methods is not None and name not in methods:
-                continue
-            synchronize(self.device)
-            tick = time.perf_counter()
-            maps = explainer(images, targets=targets, keys=keys)  # a CAM reads the targets, a reference the keys
-            synchronize(self.device)
-            seconds = (time.perf_counter() - tick) / len(keys)
+        for name in running:
+            explainer = self.explainers[name]
+            maps, seconds = explained.get(name) or self._explain(explainer, images, targets, keys)
             values: dict[str, list[float]] = {}
             metric_batch = MetricBatch(images, maps, targets, scorer, batch.boxes, channel_sum)
             for tracker in self.trackers[name]:
@@ -180,6 +181,17 @@ class Step:
                 actual = explainer.last_weights[cf_index]  # type: ignore[index]  # this batch's weights: not recomputed
                 rows.counterfactual.extend(self._counterfactual(explainer, name, batch, targets, cf_index, actual))
         return rows
+
+    def _explain(
+        self, explainer: Explainer, images: Tensor, targets: list[int], keys: list[str]
+    ) -> tuple[Tensor, float]:
+        """An explainer's maps of the batch and its seconds per image (a CAM reads the targets, a
+        reference map the keys)."""
+        synchronize(self.device)
+        tick = time.perf_counter()
+        maps = explainer(images, targets=targets, keys=keys)
+        synchronize(self.device)
+        return maps, (time.perf_counter() - tick) / len(keys)
 
     def warm_up(self, images: Tensor) -> None:
         """One untimed call of every method on one image, so that the first batch's times do not include

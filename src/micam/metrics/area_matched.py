@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from micam.inference import InferenceRunner, inference_runner
+from micam.metrics.confidence import score_ratio
 from micam.metrics.deletion_insertion import _curve, _ranks, make_baseline
 from micam.metrics.road import removal_counts
 from micam.metrics.scores import ScoreKind, check_maps, class_scores
@@ -51,8 +52,8 @@ def area_matched_drop_increase(
     )
     scores = _curve(scorer, base, images, _ranks(maps, descending=True), counts, classes, batch_size)
     empty, focused, full = scores[:, :1], scores[:, 1:-1], scores[:, -1:]
-    drop = 100 * (full - focused).clamp(min=0) / full
-    increase = 100 * (focused - empty).clamp(min=0) / focused
+    drop = score_ratio(full - focused, full)  # the same ratios as paper_drop_increase, NaN included
+    increase = score_ratio(focused - empty, focused)
     return {
         "drop_curve": drop,
         "increase_curve": increase,

@@ -24,7 +24,7 @@ IncreaseBaseline = Literal["empty", "authors"]
 INCREASE_BASELINES: tuple[str, ...] = get_args(IncreaseBaseline)
 
 
-def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
+def score_ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
     """100 * max(0, numerator) / denominator where the denominator is a positive score, else NaN: with
     ``score="logit"`` a score can be zero or negative and the ratio means nothing (such images are left
     out of the means and counted as undefined)."""
@@ -69,8 +69,8 @@ def paper_drop_increase(
         empty_images = torch.where((maps > 0)[:, None], empty_images, images)
     empty = class_scores(model, empty_images, classes, score, batch_size, output_selector)
     return {
-        "average_drop": _ratio(full - focused, full),
-        "average_increase": _ratio(focused - empty, focused),
+        "average_drop": score_ratio(full - focused, full),
+        "average_increase": score_ratio(focused - empty, focused),
         "score_full": full,
         "score_focused": focused,
         "score_baseline": empty,
@@ -94,7 +94,7 @@ def classic_drop_increase(
     full = class_scores(model, images, classes, score, batch_size, output_selector)
     explained = class_scores(model, images * maps[:, None], classes, score, batch_size, output_selector)
     return {
-        "average_drop": _ratio(full - explained, full),
+        "average_drop": score_ratio(full - explained, full),
         "increase_in_confidence": (explained > full).to(full.dtype),
         "score_full": full,
         "score_explained": explained,

@@ -115,20 +115,22 @@ def deletion_insertion(
         raise ValueError(f"auc_x must be one of {AUC_X}, got {auc_x!r}")
     if indexing not in PIXEL_INDEXING:
         raise ValueError(f"indexing must be one of {PIXEL_INDEXING}, got {indexing!r}")
-    counts = changed_counts(h * w, steps).to(images.device)
-    fractions = changed_fractions(h * w, steps) if auc_x == "changed" else torch.linspace(0, 1, steps + 1).double()
-    if indexing == "authors":
-        counts = torch.tensor([int(s / steps * h * w) for s in range(steps + 1)], device=images.device)
-    x_axis = fractions if auc_x == "changed" else None  # "even": the older formula, bit for bit
     if insertion_order not in ("standard", "paper"):
         raise ValueError(f"insertion_order must be 'standard' or 'paper', got {insertion_order!r}")
-    runner = inference_runner(model)  # one checked copy for every chunk's class_scores
-    descending = _ranks(maps, descending=True)
-    ascending = descending if insertion_order == "standard" else _ranks(maps, descending=False)
+    pixels = h * w
     if indexing == "authors":
+        counts = torch.tensor([int(s / steps * pixels) for s in range(steps + 1)], device=images.device)
         channels = images.shape[1]
         descending = _authors_value_ranks(_reversed_ranks(maps), channels)
         ascending = descending if insertion_order == "standard" else _authors_value_ranks(_ranks(maps, False), channels)
+    else:
+        counts = changed_counts(pixels, steps).to(images.device)
+        descending = _ranks(maps, descending=True)
+        ascending = descending if insertion_order == "standard" else _ranks(maps, descending=False)
+    # The x positions: the share of values each point has changed (``changed_fractions`` for pixels).
+    fractions = counts.cpu().double() / pixels if auc_x == "changed" else torch.linspace(0, 1, steps + 1).double()
+    x_axis = fractions if auc_x == "changed" else None  # "even": the older formula, bit for bit
+    runner = inference_runner(model)  # one checked copy for every chunk's class_scores
     scorer = partial(class_scores, runner, score=score, batch_size=batch_size, output_selector=output_selector)
     deletion = _curve(scorer, images, base, descending, counts, classes, batch_size)
     insertion = _curve(scorer, base, images, ascending, counts, classes, batch_size)
@@ -143,21 +145,20 @@ def deletion_insertion(
 
 def _ranks(maps: Tensor, descending: bool) -> Tensor:
     """(B, H, W) position of each pixel in the importance order (0 = first to change)."""
-    flat = maps.flatten(1)
-    order = flat.argsort(dim=1, descending=descending, stable=True)
+    return _positions(maps.flatten(1).argsort(dim=1, descending=descending, stable=True), maps)
+
+
+def _positions(order: Tensor, maps: Tensor) -> Tensor:
+    """(B, H, W) position of each pixel in ``order`` (B, H * W), an ordering of the flattened maps."""
     ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=maps.device).expand_as(order))
+    ranks.scatter_(1, order, torch.arange(order.shape[1], device=maps.device).expand_as(order))
     return ranks.view_as(maps)
 
 
 def _reversed_ranks(maps: Tensor) -> Tensor:
     """(B, H, W) positions in ``numpy.argsort(map.flatten())[::-1]`` (stable ascending order reversed:
     equal values go last pixel first)."""
-    flat = maps.flatten(1)
-    order = flat.argsort(dim=1, stable=True).flip(1)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=maps.device).expand_as(order))
-    return ranks.view_as(maps)
+    return _positions(maps.flatten(1).argsort(dim=1, stable=True).flip(1), maps)
 
 
 def _authors_value_ranks(pixel_ranks: Tensor, channels: int) -> Tensor:
