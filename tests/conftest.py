@@ -136,3 +136,23 @@ def tiny_loaded_model(size: int = 32):
         resize_size=size + 4,
         interpolation=InterpolationMode.BILINEAR,
     )
+
+
+@pytest.fixture
+def tiny_zoo(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """``micam.models.load`` patched to return ``tiny_loaded_model()`` whatever the spec; returns the
+    keyword options of the last call. A mean / std given replace the tiny model's (as ``load`` would)."""
+    from micam import models
+
+    seen: dict = {}
+
+    def load(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.clear()
+        seen.update(kwargs)
+        loaded = tiny_loaded_model()
+        if "mean" in kwargs:
+            loaded.mean, loaded.std = tuple(kwargs["mean"]), tuple(kwargs["std"])
+        return loaded
+
+    monkeypatch.setattr(models, "load", load)
+    return seen

@@ -120,13 +120,6 @@ def test_a_decompression_bomb_or_an_image_over_the_limit_is_unreadable_not_fatal
         read_rgb(tmp_path / "missing.png")
 
 
-def _tiny_models(monkeypatch):
-    from conftest import tiny_loaded_model
-    from micam import models
-
-    monkeypatch.setattr(models, "load", lambda *args, **kwargs: tiny_loaded_model())
-
-
 def _photos(folder: Path, count: int) -> list[Path]:
     paths = []
     for i in range(count):
@@ -135,8 +128,7 @@ def _photos(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def test_explain_skips_a_bomb_and_still_writes_its_summary(tmp_path, monkeypatch, capsys):
-    _tiny_models(monkeypatch)
+def test_explain_skips_a_bomb_and_still_writes_its_summary(tmp_path, tiny_zoo, monkeypatch, capsys):
     good = _photos(tmp_path, 2)
     bomb = _bomb(tmp_path / "bomb.png")
     out = tmp_path / "out"
@@ -148,8 +140,7 @@ def test_explain_skips_a_bomb_and_still_writes_its_summary(tmp_path, monkeypatch
     assert "skipped" in capsys.readouterr().err
 
 
-def test_evaluate_keeps_the_good_images_of_a_batch_holding_a_bomb(tmp_path, monkeypatch):
-    _tiny_models(monkeypatch)
+def test_evaluate_keeps_the_good_images_of_a_batch_holding_a_bomb(tmp_path, tiny_zoo, monkeypatch):
     _photos(tmp_path, 3)
     _bomb(tmp_path / "bomb.png")
     listing = tmp_path / "list.csv"
@@ -203,8 +194,7 @@ def test_null_boxes_mean_none_and_bad_files_and_csv_lines_are_named(tmp_path):
         read_dataset(listing)
 
 
-def test_invalid_boxes_are_counted_in_the_results_never_scored(tmp_path, monkeypatch):
-    _tiny_models(monkeypatch)
+def test_invalid_boxes_are_counted_in_the_results_never_scored(tmp_path, tiny_zoo, monkeypatch):
     _photos(tmp_path, 2)
     annotations = tmp_path / "data.json"
     nan_box = [float("nan"), 0, 10, 10]
@@ -304,30 +294,28 @@ def _full_disk_after(calls: int, write, file: str = ""):  # type: ignore[no-unty
     return full
 
 
-def test_a_full_disk_stops_evaluate_with_what_was_saved_and_resume_finishes(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_stops_evaluate_with_what_was_saved_and_resume_finishes(tmp_path, tiny_zoo, monkeypatch, capsys):
     from micam.evaluation import store
 
-    _tiny_models(monkeypatch)
     _photos(tmp_path, 6)
     listing = tmp_path / "list.csv"
     listing.write_text("file,label\n" + "".join(f"photo{i}.png,{i % 5}\n" for i in range(6)))
     out = tmp_path / "run"
     argv = ["evaluate", "--data", str(listing), "--out", str(out), "--methods", "grad-cam", "--device", "cpu"]
     argv += ["--metrics", "drop-increase", "--batch-size", "2", "--loader-workers", "0"]
-    monkeypatch.setattr(store, "append_csv", _full_disk_after(2, store.append_csv, "per_image.csv"))  # batch 2's rows
+    writer = store.append_csv
+    monkeypatch.setattr(store, "append_csv", _full_disk_after(2, writer, "per_image.csv"))  # batch 2's rows
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"micam evaluate: error: disk full: 2 images saved in {out}, rerun with --resume"
-    monkeypatch.undo()
-    _tiny_models(monkeypatch)
+    monkeypatch.setattr(store, "append_csv", writer)  # space again
     assert main([*argv, "--resume"]) == 0
     assert json.loads((out / "results.json").read_text())["n_images"] == 6
 
 
-def test_a_full_disk_stops_explain_with_a_count_not_a_traceback(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_stops_explain_with_a_count_not_a_traceback(tmp_path, tiny_zoo, monkeypatch, capsys):
     from micam.cli import explain
 
-    _tiny_models(monkeypatch)
     good = _photos(tmp_path, 3)
     monkeypatch.setattr(explain, "save_overlay", _full_disk_after(2, explain.save_overlay))
     out = tmp_path / "out"
@@ -336,8 +324,7 @@ def test_a_full_disk_stops_explain_with_a_count_not_a_traceback(tmp_path, monkey
     assert last.startswith(f"micam explain: error: disk full: 1 images explained in {out}")
 
 
-def test_an_out_that_is_a_file_or_cannot_be_made_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
-    _tiny_models(monkeypatch)
+def test_an_out_that_is_a_file_or_cannot_be_made_is_refused_before_any_work(tmp_path, tiny_zoo, monkeypatch, capsys):
     (photo,) = _photos(tmp_path, 1)
     taken = tmp_path / "taken"
     taken.write_text("a file")

@@ -20,25 +20,8 @@ def _data(folder):
     return listing
 
 
-def _tiny(monkeypatch):
-    from conftest import tiny_loaded_model
-    from micam import models
-
-    seen = {}
-
-    def load(*args, **kwargs):
-        seen.update(kwargs)
-        loaded = tiny_loaded_model()
-        if "mean" in kwargs:  # what models.load would do with the raw-input override
-            loaded.mean, loaded.std = tuple(kwargs["mean"]), tuple(kwargs["std"])
-        return loaded
-
-    monkeypatch.setattr(models, "load", load)
-    return seen
-
-
-def test_the_authors_protocol_sets_every_switch_and_each_can_be_overridden(tmp_path, monkeypatch):
-    seen = _tiny(monkeypatch)
+def test_the_authors_protocol_sets_every_switch_and_each_can_be_overridden(tmp_path, tiny_zoo):
+    seen = tiny_zoo
     listing = _data(tmp_path)
     out = tmp_path / "authors"
     argv = ["evaluate", "--data", str(listing), "--out", str(out), "--device", "cpu", "--loader-workers", "0"]
@@ -62,8 +45,7 @@ def test_the_authors_protocol_sets_every_switch_and_each_can_be_overridden(tmp_p
     assert main([*argv, "--out", str(out), "--resume", "--steps", "4"]) == 0
 
 
-def test_a_run_made_before_the_switches_resumes_as_it_was_made(tmp_path, monkeypatch):
-    _tiny(monkeypatch)
+def test_a_run_made_before_the_switches_resumes_as_it_was_made(tmp_path, tiny_zoo):
     listing = _data(tmp_path)
     out = tmp_path / "old"
     argv = ["evaluate", "--data", str(listing), "--out", str(out), "--device", "cpu", "--loader-workers", "0"]
@@ -79,8 +61,7 @@ def test_a_run_made_before_the_switches_resumes_as_it_was_made(tmp_path, monkeyp
     assert json.loads((out / "results.json").read_text())["n_images"] == 3
 
 
-def test_a_resumed_run_gains_methods_and_keeps_its_rows_byte_for_byte(tmp_path, monkeypatch):
-    _tiny(monkeypatch)
+def test_a_resumed_run_gains_methods_and_keeps_its_rows_byte_for_byte(tmp_path, tiny_zoo):
     listing = _data(tmp_path)
     out = tmp_path / "run"
     argv = ["evaluate", "--data", str(listing), "--out", str(out), "--device", "cpu", "--loader-workers", "0"]
