@@ -15,7 +15,7 @@ from micam.metrics.deletion_insertion import AUC_X, PIXEL_INDEXING, REMOVED_PIXE
 
 # The trackers' groups (micam.metrics.TRACKERS), then the analyses the runner makes itself.
 METRIC_GROUPS = (*(tracker.group for tracker in TRACKERS), "counterfactual", "sanity")
-# ROAD's noisy linear imputation solves 18 linear systems per image and map (about 110 s per 224 x 224
+# ROAD's noisy linear imputation solves 18 linear systems per image and map (about 25 s per 224 x 224
 # image on a 2-core CPU): it runs when asked for (--metrics all, or a list naming road).
 DEFAULT_METRIC_GROUPS = tuple(group for group in METRIC_GROUPS if group != "road")
 ALL_METHODS = (*METHODS, *CONTROLS, *REFERENCES)
