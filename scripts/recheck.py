@@ -13,7 +13,6 @@ numbers depend on the device that made them.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any
 
 from micam.evaluation import EvaluationSettings, evaluate
 from micam.evaluation.settings import reproducing
-from micam.evaluation.store import PER_IMAGE, RESULTS, SETTINGS
+from micam.evaluation.store import RESULTS, SETTINGS, read_rows
 from micam.runtime import device_name
 
 NOT_METRICS = {"image", "label", "predicted", "target", "correct", "method", "seconds"}
@@ -51,9 +50,9 @@ def subset(annotations: Path, chosen: list[int], folder: Path) -> Path:
     return path
 
 
-def read_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    with path.open(newline="") as handle:
-        return {(r["image"], r["method"]): r for r in csv.DictReader(handle)}
+def rows_by_key(folder: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """A run folder's rows (with any columns a resumed run added) by (image, method)."""
+    return {(r["image"], r["method"]): r for r in read_rows(folder)}
 
 
 def session_of(committed: dict[tuple[str, str], dict[str, str]], results: dict[str, Any]) -> dict[str, str]:
@@ -112,10 +111,10 @@ def main() -> None:
             "metrics": [m for m in saved["metrics"] if m not in ("counterfactual", "sanity")],
         }
         evaluate(EvaluationSettings(**values))
-        again = read_rows(folder / "out" / PER_IMAGE)
+        again = rows_by_key(folder / "out")
         if args.keep is not None:
             shutil.copytree(folder / "out", args.keep, dirs_exist_ok=True)
-    committed = read_rows(args.run / PER_IMAGE)
+    committed = rows_by_key(args.run)
     missing = sorted({image for image, _ in again} - {image for image, _ in committed})
     if missing:
         raise SystemExit(f"{args.run} has no rows for {missing}")

@@ -20,8 +20,29 @@ from pathlib import Path
 
 from micam.evaluation.store import refresh_statistics
 from micam.reports import results_page
+from micam.reports.protocols import PaperTable
 from micam.reports.results_page import PageContent
 
+# The paper's numbers (mi-cam-paper.txt): Tables 1-3 for VGG-16, Table 5 (AD / AI) for MobileNet.
+METHODS = ("grad-cam", "grad-cam++", "score-cam", "xgrad-cam", "eigen-cam", "mi-cam")
+VGG16 = PaperTable(
+    "VGG-16",
+    {
+        "average_drop": dict(zip(METHODS, (90.3937, 94.9783, 86.8746, 92.7421, 94.6549, 79.0278), strict=True)),
+        "average_increase": dict(zip(METHODS, (39.0610, 35.1189, 40.7467, 40.6317, 15.6492, 43.8921), strict=True)),
+        "deletion_auc": dict(zip(METHODS, (0.36449, 0.40690, 0.35470, 0.35909, 0.35603, 0.33424), strict=True)),
+        "insertion_auc": dict(zip(METHODS, (0.01047, 0.00151, 0.01124, 0.00767, 0.00755, 0.01347), strict=True)),
+        "pointing_game": dict(zip(METHODS, (0.60, 0.60, 0.56, 0.53, 0.76, 0.70), strict=True)),
+        "ebpg": dict(zip(METHODS, (53.714, 54.187, 54.905, 52.438, 54.164, 55.654), strict=True)),
+    },
+)
+MOBILENET = PaperTable(
+    "MobileNet",
+    {
+        "average_drop": dict(zip(METHODS, (88.637, 91.860, 80.109, 94.306, 93.586, 78.216), strict=True)),
+        "average_increase": dict(zip(METHODS, (45.733, 43.207, 57.086, 21.869, 30.382, 59.760), strict=True)),
+    },
+)
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "results"
 PAGE = ROOT / "docs" / "results.md"
@@ -50,6 +71,8 @@ CONTENT = PageContent(
         "mobilenet_v1": "MICAM_MOBILENET_V1_WEIGHTS="
         "../shared/data/weights/mobilenet_v1_1.0_224_dequant_from_coral_tflite.pth",
     },
+    # MobileNetV1 is the paper's "MobileNet" (Table 5: AD / AI); every other number is VGG-16's.
+    paper_tables={"mobilenet_v1": (MOBILENET, VGG16), "mobilenet_v2": (VGG16,), "efficientnet_lite0": (VGG16,)},
     data="../shared/data/ilsvrc2012-val/annotations.json",
     runs_shown="docs/results",
     script="python scripts/results_page.py",

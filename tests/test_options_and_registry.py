@@ -65,6 +65,7 @@ def test_every_method_records_its_options_as_settings(tiny_cnn):
         "normalize_maps": False,
         "blur": None,
         "gray_uint8": False,
+        "column_max": False,
         "target_layers": [LAYER],
     }
     assert default.settings == expected and list(default.settings) == list(expected)  # the recorded order too

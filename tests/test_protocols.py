@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
 from PIL import Image
+from torch import nn
 
+from conftest import RGB, mi_model
+from micam import MICAM, ChannelSum
 from micam.cli.main import main
 from micam.evaluation.settings import PROTOCOLS
+from micam.evaluation.store import ADDED, read_rows
 
 
 def _data(folder):
@@ -41,6 +47,10 @@ def test_the_authors_protocol_sets_every_switch_and_each_can_be_overridden(tmp_p
     )
     mixed = json.loads((tmp_path / "mixed" / "settings.json").read_text())
     assert mixed["tolerance"] == 15.0 and mixed["pixel_indexing"] == "authors"
+    assert mixed["mi_column_max"] is False  # the protocol leaves it off (see PROTOCOLS)
+    column = tmp_path / "column"
+    assert main([*argv, "--protocol", "authors", "--steps", "4", "--out", str(column), "--mi-column-max"]) == 0
+    assert json.loads((column / "results.json").read_text())["settings"]["mi_cam"]["column_max"] is True
     # resuming without --protocol keeps the run's own
     assert main([*argv, "--out", str(out), "--resume", "--steps", "4"]) == 0
 
@@ -79,3 +89,93 @@ def test_a_resumed_run_gains_methods_and_keeps_its_rows_byte_for_byte(tmp_path, 
     assert results["n_images"] == 3 and set(results["methods"]) == {"grad-cam", "random", "mi-cam", "channel-sum"}
     # losing a method is still refused
     assert main([*argv, "--methods", "grad-cam", "--resume"]) == 2
+
+
+def test_column_max_is_the_authors_np_max_over_rows_with_no_relu():
+    model = mi_model()  # channels: copies of R and G at input size (upsampling is the identity)
+    column = ChannelSum(model, ["conv"], column_max=True)(RGB)[0]
+    total = RGB[0, 0] + RGB[0, 1]
+    expected = total.amax(dim=0, keepdim=True).expand(4, 4)  # np.max(cam, 0), broadcast down the rows
+    span = expected.max() - expected.min()
+    assert span > 0  # the columns differ, so the scaled map is not flat
+    torch.testing.assert_close(column, (expected - expected.min()) / span)
+    assert ChannelSum(model, ["conv"]).settings["column_max"] is False  # off unless asked for
+    # no ReLU: with weights (-1, 0) every value is negative; the ReLU map is flat zero, the column map is not
+    negative = MICAM(model, ["conv"], column_max=True)
+    negative.channel_weights = lambda context: torch.tensor([[-1.0, 0.0]])  # type: ignore[method-assign]
+    relu = MICAM(model, ["conv"])
+    relu.channel_weights = negative.channel_weights  # type: ignore[method-assign]
+    assert torch.count_nonzero(relu(RGB)) == 0
+    lowest = (-RGB[0, 0]).amax(dim=0, keepdim=True).expand(4, 4)
+    torch.testing.assert_close(negative(RGB)[0], (lowest - lowest.min()) / (lowest.max() - lowest.min()))
+    with pytest.raises(ValueError, match="column_max needs 2-D maps"):
+        MICAM(nn.Sequential(nn.Conv1d(3, 2, 1)), ["0"], column_max=True)(torch.rand(1, 3, 8))
+
+
+def test_a_resumed_run_gains_metrics_with_its_rows_byte_for_byte_and_the_values_of_a_full_run(tmp_path, tiny_zoo):
+    listing = _data(tmp_path)
+    out, full = tmp_path / "run", tmp_path / "full"
+    argv = ["evaluate", "--data", str(listing), "--device", "cpu", "--loader-workers", "0", "--steps", "4"]
+    argv += ["--batch-size", "2"]
+    gained = "drop-increase,deletion-insertion,area-matched,channel-sum-correlation"
+    first = ["--methods", "grad-cam,mi-cam", "--metrics", "drop-increase,deletion-insertion"]
+    assert main([*argv, "--out", str(out), *first]) == 0
+    before = {name: (out / name).read_bytes() for name in ("per_image.csv", "curves.csv")}
+    # gaining a method and two metric groups at once
+    more = ["--methods", "grad-cam,mi-cam,channel-sum", "--metrics", gained]
+    assert main([*argv, "--out", str(out), "--resume", *more]) == 0
+    after = (out / "per_image.csv").read_bytes()
+    assert after.startswith(before["per_image.csv"])  # the earlier rows, header included, byte for byte
+    assert (out / "curves.csv").read_bytes().startswith(before["curves.csv"])
+    header = after.decode().splitlines()[0]
+    assert "area_matched_drop" not in header  # per_image.csv keeps its columns ...
+    added = (out / ADDED).read_text().splitlines()
+    assert added[0].startswith("image,method,area_matched_drop") and len(added) == 1 + 3 * 3  # ... these go here
+    # every value is the one a run made with all of it from the start gives
+    assert main([*argv, "--out", str(full), *more]) == 0
+    rows = {(r["image"], r["method"]): r for r in read_rows(out)}
+    reference = {(r["image"], r["method"]): r for r in read_rows(full)}
+    assert rows.keys() == reference.keys()
+    for key, row in reference.items():
+        for column in ("average_drop", "deletion_auc", "area_matched_drop", "channel_sum_correlation"):
+            assert rows[key][column] == row[column], (key, column)
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["grad-cam"]["area_matched_drop"]["n"] == 3
+    # a cut added row (a killed run) is computed again for that image and method only, on resume
+    lines = (out / ADDED).read_text().splitlines(keepends=True)
+    (out / ADDED).write_text("".join(lines[:-1]) + lines[-1][:10])
+    assert main([*argv, "--out", str(out), "--resume"]) == 0  # the run's own methods and metrics
+    assert (out / "per_image.csv").read_bytes() == after
+    assert len((out / ADDED).read_text().splitlines()) == 1 + 3 * 3
+    # losing a metric is refused
+    assert main([*argv, "--out", str(out), "--resume", "--metrics", "drop-increase"]) == 2
+
+
+def test_an_extension_may_cover_the_first_images_only_and_every_finished_image_still_counts(tmp_path, tiny_zoo):
+    listing = _data(tmp_path)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--data", str(listing), "--device", "cpu", "--loader-workers", "0", "--steps", "4"]
+    argv += ["--out", str(out), "--batch-size", "1"]
+    assert main([*argv, "--methods", "grad-cam", "--metrics", "drop-increase"]) == 0
+    before = (out / "per_image.csv").read_bytes()
+    more = ["--methods", "grad-cam,channel-sum", "--metrics", "drop-increase,area-matched"]
+    for _ in range(2):  # an extension of the first two images, twice: the third image's rows stay
+        assert main([*argv, "--resume", "--limit", "2", *more]) == 0
+        results = json.loads((out / "results.json").read_text())
+        assert results["n_images"] == 3 and results["extension"] == {
+            "methods": ["grad-cam"],
+            "metrics": ["drop-increase"],
+        }
+        grad_cam, channel_sum = results["methods"]["grad-cam"], results["methods"]["channel-sum"]
+        assert grad_cam["average_drop"]["n"] == 3 and grad_cam["area_matched_drop"]["n"] == 2
+        assert channel_sum["average_drop"]["n"] == 2
+        assert (out / "per_image.csv").read_bytes().startswith(before)
+        report = (out / "results.md").read_text()
+        assert "| channel-sum (first 2 images) |" in report and "| grad-cam |" in report
+        # sessions: the first (3 images), the extension of two of them; the repeat had nothing to do
+        assert [(r["images"], r.get("extended")) for r in results["runs"]] == [(3, None), (0, 2)]
+    assert main([*argv, "--resume"]) == 0  # the run's own (gained) methods and metrics, on every image
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["grad-cam"]["area_matched_drop"]["n"] == 3
+    assert results["methods"]["channel-sum"]["average_drop"]["n"] == 3
+    assert (out / "per_image.csv").read_bytes().startswith(before)

@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 from conftest import load_script
+from micam.reports.findings import verdicts
+from micam.reports.protocols import PaperTable, claim_outcomes, paper_claims, protocol_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,3 +46,35 @@ def test_device_rechecks_are_quoted_with_their_command():
         paragraph = next(line for line in text.splitlines() if check["command"] in line)
         assert paragraph.startswith("**Across devices:**")
         assert ("the same" if check["same_predictions"] else "NOT the same") in paragraph
+
+
+def _run(differences: dict[str, float], means: dict[str, float]) -> dict:
+    """A results.json with AD only: ``means`` per method, MI-CAM minus each baseline ± 2 over 10 images."""
+    return {
+        "model": "tiny",
+        "n_images": 10,
+        "methods": {m: {"average_drop": {"mean": v, "n": 10}} for m, v in means.items()},
+        "paired": {
+            "differences": {
+                m: {"average_drop": {"mean": d, "half_width": 2.0, "n": 10}} for m, d in differences.items()
+            }
+        },
+    }
+
+
+def test_a_claim_holds_when_the_paired_verdict_orders_the_pair_as_the_paper_does():
+    # the paper: MI-CAM's AD (lower is better) beats grad-cam and score-cam, loses to eigen-cam
+    paper = PaperTable(
+        "VGG-16", {"average_drop": {"mi-cam": 80.0, "grad-cam": 90.0, "score-cam": 85.0, "eigen-cam": 70.0}}
+    )
+    claims = paper_claims(paper, "average_drop")
+    assert claims == {"grad-cam": "better", "score-cam": "better", "eigen-cam": "worse"}
+    # MI-CAM minus baseline: -5 ± 2 (better: holds), +5 ± 2 (worse: reversed), -1 ± 2 (open)
+    means = {"grad-cam": 55.0, "score-cam": 45.0, "eigen-cam": 51.0, "mi-cam": 50.0}
+    run = _run({"grad-cam": -5.0, "score-cam": 5.0, "eigen-cam": -1.0}, means)
+    assert claim_outcomes(claims, verdicts(run, "average_drop")) == {"hold": 1, "reversed": 1, "open": 1}
+    table = protocol_table("tiny", {"authors": run}, [paper])
+    row = next(line for line in table if line.startswith("| AD"))
+    # paper: 80.00, rank 2 of 4 (eigen-cam's 70 is better); the run: MI-CAM 50.00, rank 2 (score-cam's 45)
+    assert row == "| AD ↓ | 80.00 (#2, VGG-16) | 50.00 (#2, +−=) | 1 of 3 hold, 1 reversed, 1 open |"
+    assert table[0].startswith("| metric | paper: MI-CAM (rank) | authors' protocol (10 images) |")

@@ -50,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--metrics",
         default=None,
-        help=f"comma-separated from {', '.join(METRIC_GROUPS)}, or 'all'; default: all but road (slow on a CPU), "
-        "with --resume: the run's own",
+        help=f"comma-separated from {', '.join(METRIC_GROUPS)}, 'all', or 'default' (all but road, slow on a "
+        "CPU; the default, with --resume: the run's own). A resumed run may gain metrics: its earlier rows are "
+        "kept and the new columns computed for every image",
     )
     add("--limit", type=int, default=None, help="only the first N images")
     add("--batch-size", type=int, default=default.batch_size, help="images per batch (default: %(default)s)")
@@ -92,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--tolerance", type=float, default=None, help="pointing-game tolerance in px (default: 15; authors: 0)")
     add("--mi-preset", default=None, choices=("default", "authors"), help="MI-CAM preset (default: the protocol's)")
+    add(
+        "--mi-column-max",
+        action="store_true",
+        default=None,
+        help="MI-CAM: the authors' literal np.max(cam, 0) (each column's maximum) in place of the ReLU",
+    )
     add("--counterfactual-images", type=int, default=None, help="images for it (default: 50 on CUDA, 10 on CPU)")
     add("--sanity-images", type=int, default=None, help="images for the sanity check (default: 4 on CUDA, 1 on CPU)")
     add("--seed", type=int, default=default.seed)
@@ -115,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     values.update(model_options(args))
     saved = saved_settings(args.out, args.resume)  # a resumed run keeps its methods and metrics unless told
     values["methods"] = _names(args.methods, ALL_METHODS, "method(s)") if args.methods else saved.get("methods")
-    values["metrics"] = _names(args.metrics, METRIC_GROUPS, "metric(s)") if args.metrics else saved.get("metrics")
+    metrics = ",".join(DEFAULT_METRIC_GROUPS) if args.metrics == "default" else args.metrics
+    values["metrics"] = _names(metrics, METRIC_GROUPS, "metric(s)") if metrics else saved.get("metrics")
     if values["metrics"] is None:
         values["metrics"] = list(DEFAULT_METRIC_GROUPS)
     # The protocol's switches where not given; a resumed run's own (as it was made) where it has them.

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from micam import models
-from micam.evaluation.store import write_atomically
+from micam.evaluation.files import write_atomically
 from micam.images import BACKGROUNDS, DEFAULT_MAX_PIXELS, ReadImage, read_image
 from micam.methods import CONTROLS, METHODS, BaseCAM
 from micam.methods.factory import make_method
@@ -150,6 +150,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-cam-batch-size", type=int, default=32, help="masked images per forward pass")
     parser.add_argument("--output-selector", type=output_selector, default=None, help=OUTPUT_SELECTOR_HELP)
     parser.add_argument("--mi-preset", default="default", choices=("default", "authors"), help="MI-CAM preset")
+    parser.add_argument(
+        "--mi-column-max",
+        action="store_true",
+        help="MI-CAM: the authors' literal np.max(cam, 0) (each column's maximum) in place of the ReLU",
+    )
 
 
 def parse_methods(text: str) -> list[str]:
@@ -173,6 +178,7 @@ def build_method(name: str, loaded: models.LoadedModel, layer: str | None, args:
         pixel_std=loaded.std,
         score_cam_batch_size=args.score_cam_batch_size,
         mi_preset=args.mi_preset,
+        mi_column_max=args.mi_column_max,
         reshape_transform=loaded.reshape_transform,
         output_selector=args.output_selector,
     )

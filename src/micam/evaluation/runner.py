@@ -28,7 +28,7 @@ from micam import __version__, models
 from micam.evaluation.datasets import Box, Dataset, Geometry, Sample, prepare, read_dataset
 from micam.evaluation.settings import ALL_METHODS, METRIC_GROUPS, EvaluationSettings
 from micam.evaluation.step import Batch, Step
-from micam.evaluation.store import RunStore, Session, saved_settings
+from micam.evaluation.store import RunStore, Session, ToDo, saved_settings
 from micam.images import read_rgb
 from micam.methods import METHODS
 from micam.runtime import DiskFull, Progress, device_name, format_seconds, is_disk_full, output_folder
@@ -155,8 +155,12 @@ def _run(
                 if not warm:
                     step.warm_up(batch.images)
                     warm = True
-                for methods, part in _by_methods_to_do(batch, store.missing, settings.methods):
-                    store.append(step(part, counterfactual_keys, methods))
+                gained_groups = step.groups_of(store.added)
+                for work, part in _by_work_to_do(batch, store.missing, settings.methods):
+                    if work.methods:
+                        store.append(step(part, counterfactual_keys, work.methods))
+                    if work.gained:
+                        store.append(step(part, counterfactual_keys, work.gained, gained_groups))
             write_results()
             progress.advance(len(decoded))
     except KeyboardInterrupt:
@@ -230,19 +234,19 @@ def _readable(decoded: list[Decoded], device: torch.device, skipped: dict[str, s
     )
 
 
-def _by_methods_to_do(
-    batch: Batch, missing: dict[str, list[str]], methods: Sequence[str]
-) -> list[tuple[list[str], Batch]]:
-    """The batch split by the methods its images still need: all of them, or only those a resumed run
-    gained for an image it had finished (``RunStore.missing``); in the batch's order."""
-    groups: dict[tuple[str, ...], list[int]] = {}
+def _by_work_to_do(batch: Batch, missing: dict[str, ToDo], methods: Sequence[str]) -> list[tuple[ToDo, Batch]]:
+    """The batch split by what its images still need: every method, or for an image a resumed run had
+    finished, the methods it gained and the gained metric columns (``RunStore.missing``); in the
+    batch's order."""
+    groups: dict[ToDo, list[int]] = {}
+    everything = ToDo(tuple(methods), ())
     for index, sample in enumerate(batch.samples):
-        groups.setdefault(tuple(missing.get(sample.key, methods)), []).append(index)
+        groups.setdefault(missing.get(sample.key, everything), []).append(index)
     if len(groups) == 1:
-        return [(list(next(iter(groups))), batch)]
+        return [(next(iter(groups)), batch)]
     return [
-        (list(names), Batch([batch.samples[i] for i in index], batch.images[index], [batch.boxes[i] for i in index]))
-        for names, index in groups.items()
+        (todo, Batch([batch.samples[i] for i in index], batch.images[index], [batch.boxes[i] for i in index]))
+        for todo, index in groups.items()
     ]
 
 

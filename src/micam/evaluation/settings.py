@@ -63,6 +63,7 @@ class EvaluationSettings:
     insertion_order: Literal["standard", "paper"] = "standard"
     tolerance: float = 15.0
     mi_preset: str = "default"
+    mi_column_max: bool = False  # MI-CAM: the authors' literal np.max(cam, 0) in place of the ReLU
     counterfactual_images: int | None = None  # None: 50 on CUDA, 10 on CPU
     sanity_images: int | None = None  # None: 4 on CUDA, 1 on CPU (Score-CAM x 20 stages is slow on a CPU)
     seed: int = 0
@@ -141,7 +142,10 @@ INPUT_SCALES = ("normalized", "raw")
 #   image)`` (B keeps only the pixels where the normalized map is 0);
 # * mi_preset "authors": ``MI CAM.py``: nearest upsampling, sklearn's ``mutual_info_score`` on the
 #   8-bit gray ``tf.image.rgb_to_grayscale`` returns, weighted sum, 11 x 11 sigma-7 blur;
-# * tolerance 0: their pointing game has none; geometry "stretch": ``load_img(target_size=(224, 224))``.
+# * tolerance 0: their pointing game has none; geometry "stretch": ``load_img(target_size=(224, 224))``;
+# * mi_column_max stays False: ``MI CAM.py`` ends in ``np.max(cam, 0)`` (each column's maximum, no
+#   ReLU), but their metric scripts use the map against the (224, 224, 3) image, which that (224,)
+#   vector cannot broadcast against: the maps they scored were 2-D. --mi-column-max measures the line.
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "stated": {
         "input_scale": "normalized",
@@ -149,6 +153,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "increase_baseline": "empty",
         "auc_x": "changed",
         "mi_preset": "default",
+        "mi_column_max": False,
         "tolerance": 15.0,
         "geometry": "auto",
     },
@@ -158,6 +163,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "increase_baseline": "authors",
         "auc_x": "even",
         "mi_preset": "authors",
+        "mi_column_max": False,
         "tolerance": 0.0,
         "geometry": "stretch",
     },

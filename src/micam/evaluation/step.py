@@ -87,6 +87,11 @@ class Step:
         """The per-image metric columns, in table order."""
         return [name for tracker in next(iter(self.trackers.values())) for name in tracker.names]
 
+    def groups_of(self, columns: Sequence[str]) -> list[str]:
+        """The metric groups that write any of ``columns`` (what a resumed run computes for gained columns)."""
+        wanted = set(columns)
+        return [t.group for t in next(iter(self.trackers.values()), []) if wanted & set(t.names)]
+
     def method(self, name: str, model: torch.nn.Module) -> BaseCAM:
         s, loaded = self.settings, self.loaded
         return make_method(
@@ -97,6 +102,7 @@ class Step:
             pixel_std=loaded.std,
             score_cam_batch_size=s.score_cam_batch_size or 32,
             mi_preset=s.mi_preset,
+            mi_column_max=s.mi_column_max,
             output_selector=s.output_selector,
             reshape_transform=loaded.reshape_transform,
         )
@@ -134,15 +140,24 @@ class Step:
         # --target label: the runner checked that every sample has a label.
         return [int(s.label) for s in samples] if self.settings.target == "label" else predicted  # type: ignore[arg-type]
 
-    def __call__(self, batch: Batch, counterfactual_keys: set[str], methods: Sequence[str] | None = None) -> BatchRows:
+    def __call__(
+        self,
+        batch: Batch,
+        counterfactual_keys: set[str],
+        methods: Sequence[str] | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> BatchRows:
         """The rows of one batch: one per (image, method), the counterfactual analysis of the images
         in ``counterfactual_keys`` that have boxes, and every deletion / insertion curve; ``methods``:
-        only these (a resumed run that gained methods), default all."""
+        only these (a resumed run that gained methods), default all. ``groups``: only these metric
+        groups, as ``BatchRows.gained`` rows (a resumed run that gained metrics), default every one."""
         images, keys = batch.images, batch.keys
         scorer = inference_runner(self.loaded.model)  # one checked copy per batch for every metric's passes
         predicted = self.predicted(images)
         targets = self.targets(batch.samples, predicted)
         cf_index = [i for i, b in enumerate(batch.boxes) if b and keys[i] in counterfactual_keys]
+        if groups is not None and "counterfactual" not in groups:
+            cf_index = []
         running = [name for name in self.explainers if methods is None or name in methods]
         explained: dict[str, tuple[Tensor, float]] = {}  # maps made before their turn (with their time)
         channel_sum = None
@@ -165,7 +180,7 @@ class Step:
             maps, seconds = explained.get(name) or self._explain(explainer, images, targets, keys)
             values: dict[str, list[float]] = {}
             metric_batch = MetricBatch(images, maps, targets, scorer, batch.boxes, channel_sum)
-            for tracker in self.trackers[name]:
+            for tracker in [t for t in self.trackers[name] if groups is None or t.group in groups]:
                 tracker.reset()  # the store keeps the values; a tracker only computes them
                 found = tracker.update(metric_batch)
                 values.update({metric: [float(v) for v in found[metric]] for metric in tracker.names})
@@ -176,7 +191,11 @@ class Step:
                             for key, curve in zip(keys, tracker.curves[kind][-1].double().tolist(), strict=True)
                         )
             for i, row in enumerate(shared):
-                rows.per_image.append(row | {"method": name, "seconds": seconds} | {k: v[i] for k, v in values.items()})
+                cells = {key: value[i] for key, value in values.items()}
+                if groups is None:
+                    rows.per_image.append(row | {"method": name, "seconds": seconds} | cells)
+                else:
+                    rows.gained.append({"image": row["image"], "method": name} | cells)
             if cf_index and name in METHODS and isinstance(explainer, BaseCAM):
                 actual = explainer.last_weights[cf_index]  # type: ignore[index]  # this batch's weights: not recomputed
                 rows.counterfactual.extend(self._counterfactual(explainer, name, batch, targets, cf_index, actual))

@@ -4,13 +4,19 @@ Rows are appended a batch at a time (``per_image.csv`` last, flushed and fsynced
 record that an image is finished), and ``results.json`` / ``results.md`` are always rebuilt from the
 rows on disk, never from memory, so a cut batch cannot leak into the summaries and a resumed run
 summarizes exactly as an uninterrupted one.
+
+A resumed run may gain methods and metrics, never lose one. Its earlier rows stay byte for byte:
+a gained method's rows are appended to ``per_image.csv``; gained metric columns, for every method and
+image, go to ``per_image_added.csv`` (image, method, the gained columns), since ``per_image.csv``
+keeps the columns it was created with. ``read_rows`` joins the two. The run's methods and metrics
+before its first gain are kept in settings.json under ``EXTENSION``: an image the run had finished
+counts as finished whatever it gained, so an extension may cover only the first images (``--limit``),
+and each method and metric is summarized over the images that have it (its ``n``).
 """
 
 from __future__ import annotations
 
-import csv
 import fcntl
-import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -19,11 +25,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from micam.evaluation.compare import COMPARED_METRICS, paired_differences
+from micam.evaluation.files import append_csv, csv_header, read_csv, read_json, rewrite_csv, write_atomically
 from micam.evaluation.settings import comparable
 from micam.evaluation.tables import markdown_report
 from micam.metrics import summarize
 
 PER_IMAGE = "per_image.csv"
+ADDED = "per_image_added.csv"  # metric columns gained by a resumed run, per (image, method)
 CURVES = "curves.csv"
 COUNTERFACTUAL = "counterfactual.csv"
 SKIPPED = "skipped.csv"
@@ -32,8 +40,10 @@ SETTINGS = "settings.json"
 RESULTS = "results.json"
 REPORT = "results.md"
 LOCK = ".micam.lock"  # held by the process writing the folder
+EXTENSION = "extension"  # settings.json: {"methods": [...], "metrics": [...]} the run had before it gained any
 
 ROW_KEYS = ["image", "label", "predicted", "target", "correct", "method", "seconds"]
+ADDED_KEYS = ["image", "method"]
 CURVE_COLUMNS = ["image", "method", "kind", "values"]
 CHANGE_METRICS = ("mean_abs_change", "relative_change", "rank_correlation")
 COUNTERFACTUAL_COLUMNS = ["image", "method", "intervention", *CHANGE_METRICS]
@@ -48,8 +58,17 @@ class BatchRows:
     """What one batch adds to the run folder."""
 
     per_image: list[dict[str, Any]] = field(default_factory=list)
+    gained: list[dict[str, Any]] = field(default_factory=list)  # image, method and gained metric columns only
     counterfactual: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ToDo:
+    """What a resumed run still computes for an image it had finished before gaining methods or metrics."""
+
+    methods: tuple[str, ...]  # every metric (the methods it gained)
+    gained: tuple[str, ...]  # only the gained metric columns (the methods it had)
 
 
 @dataclass
@@ -76,10 +95,12 @@ class RunStore:
     def __init__(self, out: str | Path, metrics: Sequence[str]) -> None:
         self.out = Path(out)
         self.metrics = list(metrics)
-        self.columns = [*ROW_KEYS, *self.metrics]
+        self.columns = [*ROW_KEYS, *self.metrics]  # per_image.csv's (a resumed run keeps the file's own)
+        self.added: list[str] = []  # metric columns in per_image_added.csv
+        self.base_methods: list[str] = []  # every finished image has these methods' rows
         self.earlier = Earlier()
         self._lock_handle: IO[str] | None = None
-        self.missing: dict[str, list[str]] = {}  # finished image -> methods a resumed run gained
+        self.missing: dict[str, ToDo] = {}  # finished image -> what a resumed run gained for it
 
     def path(self, name: str) -> Path:
         return self.out / name
@@ -90,9 +111,9 @@ class RunStore:
         """Check the folder against ``settings``, record them, keep only the rows of finished images
         (every method done), and return the finished images and the skipped ones (image -> reason).
 
-        A resumed run may gain methods (``methods`` a superset of the run's own): the rows of its
-        finished images are kept as they are, and ``self.missing`` lists, per such image, the methods
-        still to compute for it."""
+        A resumed run may gain methods and metrics (supersets of the run's own): the rows of its
+        finished images are kept as they are, and ``self.missing`` says, per such image, what is still
+        to compute for it (``ToDo``)."""
         existing = self.path(PER_IMAGE)
         if existing.exists() and not resume:
             raise ValueError(
@@ -102,20 +123,36 @@ class RunStore:
         self._lock()
         saved = saved_settings(self.out, resume)
         earlier_methods = list(saved.get("methods") or methods) if saved else list(methods)
-        gains = set(earlier_methods) <= set(methods)  # a resumed run may gain methods, never lose one
-        if saved and _compared(saved, gains) != _compared(settings, gains):
+        gained = [k for k in ("methods", "metrics") if set(saved.get(k) or ()) <= set(settings.get(k) or ())]
+        if saved and _compared(saved, gained) != _compared(settings, gained):
             changed = sorted(k for k in comparable(settings) if saved.get(k) != settings.get(k))
             raise ValueError(f"cannot resume {self.out}: settings differ from the earlier run in {changed}")
-        write_atomically(self.path(SETTINGS), json.dumps(settings, indent=2))
+        base = saved.get(EXTENSION)
+        if base is None and saved and any(set(settings.get(k) or ()) - set(saved.get(k) or ()) for k in gained):
+            base = {"methods": earlier_methods, "metrics": list(saved.get("metrics") or [])}
+        self.base_methods = list(base["methods"]) if base else list(methods)
+        write_atomically(self.path(SETTINGS), json.dumps(settings | ({EXTENSION: base} if base else {}), indent=2))
         rows = read_csv(existing)
-        complete = finished_images(rows, earlier_methods)  # every method the run had before is done
+        complete = finished_images(rows, self.base_methods)  # what the run had before any gain is done
         rows = [r for r in rows if r["image"] in complete and r["method"] in earlier_methods]
-        done = finished_images(rows, methods)
-        have: dict[str, set[str]] = {}
+        self._gain_columns(csv_header(existing))
+        added = self._complete_added(complete)
+        have_of: dict[str, set[str]] = {}
         for row in rows:
-            have.setdefault(row["image"], set()).add(row["method"])
-        self.missing = {image: [m for m in methods if m not in have[image]] for image in sorted(complete - done)}
+            have_of.setdefault(row["image"], set()).add(row["method"])
+        self.missing = {}
+        for image in sorted(complete):
+            have = have_of[image]
+            todo = ToDo(
+                tuple(m for m in methods if m not in have),
+                tuple(m for m in methods if m in have and self.added and (image, m) not in added),
+            )
+            if todo.methods or todo.gained:
+                self.missing[image] = todo
+        done = complete - set(self.missing)
         rewrite_csv(existing, self.columns, rows)
+        if self.added:
+            rewrite_csv(self.path(ADDED), [*ADDED_KEYS, *self.added], list(added.values()))
         kept = [r for r in read_csv(self.path(COUNTERFACTUAL)) if r["image"] in complete]
         rewrite_csv(self.path(COUNTERFACTUAL), COUNTERFACTUAL_COLUMNS, kept)
         curves = {
@@ -131,19 +168,33 @@ class RunStore:
         damaged = earlier is not None and (not isinstance(earlier, dict) or not earlier)
         if damaged:
             unknown = {"device_name": "unknown (results.json was damaged)", "torch": None, "seconds": 0.0}
-            self.earlier = Earlier(0.0, [unknown | {"images": len(done)}], len(done))
+            self.earlier = Earlier(0.0, [unknown | {"images": len(complete)}], len(complete))
         elif earlier is not None:
             seconds = float(earlier.get("wall_time_s", 0.0))
             runs = earlier.get("runs") or [
                 {
                     "device_name": (earlier.get("settings") or {}).get("device_name"),
                     "torch": (earlier.get("settings") or {}).get("torch"),
-                    "images": len(done),
+                    "images": len(complete),
                     "seconds": seconds,
                 }
             ]
-            self.earlier = Earlier(seconds, runs, len(done))
+            self.earlier = Earlier(seconds, runs, len(complete))
         return done, skipped
+
+    def _gain_columns(self, header: list[str]) -> None:
+        """``per_image.csv`` keeps the columns it has; metric columns it lacks go to per_image_added.csv."""
+        if not header:
+            return
+        self.columns = header
+        earlier = csv_header(self.path(ADDED))[len(ADDED_KEYS) :]
+        self.added = [*earlier, *(m for m in self.metrics if m not in header and m not in earlier)]
+
+    def _complete_added(self, complete: set[str]) -> dict[tuple[str, str], dict[str, str]]:
+        """The rows of per_image_added.csv of finished images that have every added column (the last
+        row of an (image, method) counts)."""
+        rows = {(r["image"], r["method"]): r for r in read_csv(self.path(ADDED)) if r["image"] in complete}
+        return {key: row for key, row in rows.items() if all(row.get(c) for c in self.added)}
 
     def _lock(self) -> None:
         """Hold an exclusive lock on the folder until ``close`` (or the process ends): two processes
@@ -168,7 +219,7 @@ class RunStore:
 
     def saved_images(self, methods: Sequence[str]) -> int:
         """How many images have every method's row on disk (what a resumed run keeps)."""
-        return len(finished_images(read_csv(self.path(PER_IMAGE)), methods))
+        return len(finished_images(read_rows(self.out), methods, self.added))
 
     def close(self) -> None:
         """Release the folder's lock."""
@@ -182,6 +233,8 @@ class RunStore:
         """A batch's rows; ``per_image.csv`` last: its rows commit the batch."""
         append_csv(self.path(COUNTERFACTUAL), COUNTERFACTUAL_COLUMNS, batch.counterfactual)
         append_csv(self.path(CURVES), CURVE_COLUMNS, batch.curves)
+        if self.added:
+            append_csv(self.path(ADDED), [*ADDED_KEYS, *self.added], [*batch.gained, *batch.per_image])
         append_csv(self.path(PER_IMAGE), self.columns, batch.per_image)
 
     def append_skipped(self, failures: dict[str, str]) -> None:
@@ -215,14 +268,12 @@ class RunStore:
         """``results.json`` (and ``results.md``) rebuilt from the rows on disk; ``runs`` gains this
         session (its device, the images it added and its time) once it has added images.
         ``invalid_boxes``: boxes of the run's images skipped when read (never scored)."""
-        rows = read_csv(self.path(PER_IMAGE))
-        finished = finished_images(rows, methods)
-        rows = [r for r in rows if r["image"] in finished]
+        rows = finished_rows(self.out, self.base_methods, self.added)
         by_method: dict[str, list[dict[str, str]]] = {name: [] for name in methods}
         for row in rows:
             by_method.setdefault(row["method"], []).append(row)
         summaries = {
-            name: {metric: summarize([float(r[metric]) for r in found]) for metric in self.metrics}
+            name: {metric: summarize([float(r[metric]) for r in found if r.get(metric)]) for metric in self.metrics}
             | {"seconds_per_image": summarize([float(r["seconds"]) for r in found])}
             for name, found in by_method.items()
         }
@@ -235,9 +286,14 @@ class RunStore:
             "seconds": round(seconds, 2),
             "cudnn_tf32": session.cudnn_tf32,
         }
+        if self.missing:  # finished images this session computed gained methods or columns for
+            whole = finished_images(rows, methods, self.added)
+            current["extended"] = len(whole & set(self.missing))
+        counted = current["images"] > 0 or current.get("extended") or not self.earlier.runs
         results = {
             "model": model,
             "n_images": len(first),
+            **({EXTENSION: settings_extension(self.out)} if self.base_methods != list(methods) or self.added else {}),
             "n_requested": n_requested,
             "settings": settings,
             "methods": summaries,
@@ -248,7 +304,7 @@ class RunStore:
             "paired": _paired(rows, methods),
             "mean_curves": self._mean_curves(),
             "wall_time_s": round(self.earlier.seconds + seconds, 2),
-            "runs": self.earlier.runs + ([current] if current["images"] > 0 or not self.earlier.runs else []),
+            "runs": self.earlier.runs + ([current] if counted else []),
         }
         write_atomically(self.path(RESULTS), json.dumps(results, indent=2, allow_nan=True))
         write_atomically(self.path(REPORT), markdown_report(results))
@@ -291,11 +347,13 @@ class RunStore:
         }
 
 
-def _compared(settings: dict[str, Any], gains: bool) -> dict[str, Any]:
-    """What must match on resume; without the methods when the run only gains some."""
+def _compared(settings: dict[str, Any], gained: Sequence[str]) -> dict[str, Any]:
+    """What must match on resume; without the methods or metrics the resumed run only gains (it may
+    gain methods and metrics, never lose one)."""
     compared = comparable(settings)
-    if gains:
-        compared.pop("methods", None)
+    compared.pop(EXTENSION, None)  # the store's own record, not a setting
+    for key in gained:
+        compared.pop(key, None)
     return compared
 
 
@@ -313,9 +371,8 @@ def refresh_statistics(out: str | Path) -> bool:
     folder = Path(out)
     results = read_results(folder / RESULTS)
     methods = list(results["methods"])
-    rows = read_csv(folder / PER_IMAGE)
-    finished = finished_images(rows, methods)
-    rows = [r for r in rows if r["image"] in finished]
+    base = settings_extension(folder) or {"methods": methods}
+    rows = finished_rows(folder, base["methods"], csv_header(folder / ADDED)[len(ADDED_KEYS) :])
     results["paired"] = _paired(rows, methods)
     text, report = json.dumps(results, indent=2, allow_nan=True), markdown_report(results)
     changed = (folder / RESULTS).read_text() != text or (folder / REPORT).read_text() != report
@@ -324,11 +381,48 @@ def refresh_statistics(out: str | Path) -> bool:
     return changed
 
 
-def finished_images(rows: Iterable[dict[str, str]], methods: Sequence[str]) -> set[str]:
-    """The images that have a row for every one of ``methods`` (a batch is appended whole)."""
+def read_rows(out: str | Path) -> list[dict[str, str]]:
+    """``per_image.csv``'s rows, each with the columns a resumed run added for it (per_image_added.csv;
+    the last added row of an (image, method) counts)."""
+    folder = Path(out)
+    rows = read_csv(folder / PER_IMAGE)
+    added = {(r["image"], r["method"]): r for r in read_csv(folder / ADDED)}
+    if not added:
+        return rows
+    return [row | _values(added.get((row["image"], row["method"]), {})) for row in rows]
+
+
+def finished_rows(out: str | Path, base_methods: Sequence[str], added: Sequence[str]) -> list[dict[str, str]]:
+    """The joined rows of the finished images: those with a row for every one of ``base_methods``
+    (the run's methods before it gained any). A gained method's row, and a gained column's value
+    (``added``), is left out where it is not whole yet (a cut batch)."""
+    rows = read_rows(out)
+    finished = finished_images(rows, base_methods)
+    kept = []
+    for row in rows:
+        if row["image"] in finished:
+            whole = all(row.get(column) for column in added)
+            kept.append(row if whole else {k: v for k, v in row.items() if k not in added})
+    return [row for row in kept if row["method"] in base_methods or all(c in row for c in added)]
+
+
+def settings_extension(out: str | Path) -> dict[str, Any] | None:
+    """What a run had before it first gained methods or metrics (None if it never did)."""
+    path = Path(out) / SETTINGS
+    return read_json(path).get(EXTENSION) if path.exists() else None
+
+
+def _values(added: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in added.items() if key not in ADDED_KEYS}
+
+
+def finished_images(rows: Iterable[dict[str, str]], methods: Sequence[str], columns: Sequence[str] = ()) -> set[str]:
+    """The images that have a row for every one of ``methods`` (a batch is appended whole), with a value
+    in each of ``columns`` (the added ones)."""
     methods_of: dict[str, set[str]] = {}
     for row in rows:
-        methods_of.setdefault(row["image"], set()).add(row["method"])
+        if all(row.get(column) for column in columns):
+            methods_of.setdefault(row["image"], set()).add(row["method"])
     return {image for image, found in methods_of.items() if found >= set(methods)}
 
 
@@ -340,41 +434,6 @@ def _paired(rows: list[dict[str, str]], methods: Sequence[str]) -> dict[str, Any
     return {"focus": PAIRED_FOCUS, "differences": paired_differences(rows, PAIRED_FOCUS, metrics)}
 
 
-# ----------------------------------------------------------------------------- CSV files
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV, dropping a last line cut short by a killed run: rows are appended whole, each
-    ending in a newline, so a last line without one is torn (even where its cut leaves every column,
-    as in ``...,9`` of ``97.3``)."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        text = handle.read()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = reader.fieldnames or []
-    return [row for row in reader if None not in row.values() and len(row) == len(columns)]
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` all at once (temporary file, fsync, rename): a kill or a full disk
-    leaves the old file or the new one, never half of one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file of the run folder; a damaged one is named in the error."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read {path} ({type(error).__name__}: {error})") from None
-
-
 def read_results(path: Path) -> dict[str, Any]:
     """A run's results.json, or a ValueError naming the file and what is wrong with it."""
     results = read_json(path)
@@ -383,26 +442,3 @@ def read_results(path: Path) -> dict[str, Any]:
         found = f"a JSON {type(results).__name__}" if not isinstance(results, dict) else f"no {missing or 'methods'}"
         raise ValueError(f"{path} is not a micam evaluate results.json ({found}); move it out of the way")
     return results
-
-
-def rewrite_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomically(path, text.getvalue())
-
-
-def append_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    """Append rows in one write (an interrupt cannot leave half a batch), then fsync."""
-    if not rows and path.exists():
-        return
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(columns), extrasaction="ignore")
-    if not path.exists():
-        writer.writeheader()
-    writer.writerows(rows)
-    with path.open("a", newline="") as handle:
-        handle.write(text.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())

@@ -106,12 +106,24 @@ def markdown_report(results: dict[str, Any]) -> str:
             for key, _, _, scale in present:
                 text = _cell(summary.get(key), scale, decimals(key))
                 cells.append(f"**{text}**" if name in best[key] and text != "—" else text)
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {_label(name, [summary.get(c[0]) for c in present], results['n_images'])} | "
+                + " | ".join(cells)
+                + " |"
+            )
         lines.append("")
-    lines += _paired_table(results.get("paired") or {})
+    lines += _paired_table(results.get("paired") or {}, results["n_images"])
     lines += _counterfactual_table(results.get("counterfactual") or {})
     lines += _sanity_table(results.get("sanity") or {})
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _label(name: str, summaries: list[dict[str, Any] | None], n_images: int) -> str:
+    """A method's row name, with "(first N images)" where its values cover fewer images than the run
+    (a run extended with methods or metrics on its first images only)."""
+    counts = [int(s.get("n", 0)) + int(s.get("n_undefined", 0)) for s in summaries if s]
+    covered = max(counts, default=n_images)
+    return f"{name} (first {covered:,} images)" if 0 < covered < n_images else name
 
 
 def _image_count(results: dict[str, Any]) -> str:
@@ -136,7 +148,7 @@ def best_methods(methods: dict[str, dict[str, Any]], key: str, higher: bool) -> 
     return {name for name, value in scored.items() if value == top}
 
 
-def _paired_table(paired: dict[str, Any]) -> list[str]:
+def _paired_table(paired: dict[str, Any], n_images: int) -> list[str]:
     """Focus method minus each other method, image by image, with the verdict of each difference."""
     if not paired or not paired.get("differences"):
         return []
@@ -165,7 +177,9 @@ def _paired_table(paired: dict[str, Any]) -> list[str]:
                 cells.append(f"{difference['mean']:+.{digits}f}")
             else:
                 cells.append(f"{difference['mean']:+.{digits}f} ± {difference['half_width']:.{digits}f} {word}")
-        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+        pairs = max((d["n"] for d in by_metric.values()), default=n_images)
+        name = f"{other} (first {pairs:,} images)" if 0 < pairs < n_images else other
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

@@ -92,6 +92,7 @@ class SharedSettings:
     pixel_std: Sequence[float] | None = None
     score_cam_batch_size: int = 32
     mi_preset: str = "default"
+    mi_column_max: bool = False  # MI-CAM: the authors' np.max(cam, 0) in place of the ReLU
     output_selector: OutputSelector = None
     reshape_transform: ReshapeTransform | None = None
 

@@ -21,6 +21,7 @@ def make_method(
     pixel_std: Sequence[float] | None = None,
     score_cam_batch_size: int = 32,
     mi_preset: str = "default",
+    mi_column_max: bool = False,
     output_selector: OutputSelector = None,
     reshape_transform: ReshapeTransform | None = None,
 ) -> BaseCAM:
@@ -35,6 +36,7 @@ def make_method(
         pixel_std=pixel_std,
         score_cam_batch_size=score_cam_batch_size,
         mi_preset=mi_preset,
+        mi_column_max=mi_column_max,
         output_selector=output_selector,
         reshape_transform=reshape_transform,
     )

@@ -15,7 +15,8 @@ axis. Their MI always takes the straightforward torch route (the fused CPU kerne
 
 Choices the paper leaves open, with their defaults (``preset="authors"`` reproduces the authors'
 public code: raw 0-255 RGB input, nearest upsampling, their luma, the distinct-value estimator, an
-11x11 sigma-7 blur, and a real ReLU where their code has ``np.max(cam, 0)``):
+11x11 sigma-7 blur, and a real ReLU where their code has ``np.max(cam, 0)``; ``column_max=True``
+emulates that line instead):
 
 ==================  ======================================  ==============================
 parameter           default                                 authors
@@ -30,7 +31,15 @@ blur                None                                    (11, 7.0): kernel si
 gray_uint8          False: a float gray image               True: 8-bit, as TensorFlow's
                                                             rgb_to_grayscale returns it on
                                                             their uint8 image
+column_max          False: ReLU                             False (see below)
 ==================  ======================================  ==============================
+
+``column_max=True`` is the last line of the authors' ``MI CAM.py``, ``np.max(cam, 0)``, taken
+literally: no ReLU, and every pixel gets the largest value of its column (the (W,) vector numpy
+broadcasts down the rows of an (H, W) image). Off in the authors' preset too: their metric scripts
+threshold and multiply a map with the (224, 224, 3) image, which a (224,) vector cannot broadcast
+against, so the maps they scored cannot have been that line's output. It is a switch so its effect can
+be measured.
 
 The distinct-value ``"reference"`` estimator counts values that differ by one ulp as distinct, and
 bilinear upsampling rounds differently from one implementation to the next (CPU or GPU, torch build,
@@ -86,6 +95,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "normalize_maps": False,
         "blur": None,
         "gray_uint8": False,
+        "column_max": False,
     },
     "authors": {
         "upsample_mode": "nearest",
@@ -95,6 +105,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "normalize_maps": False,
         "blur": (11, 7.0),
         "gray_uint8": True,
+        "column_max": False,
     },
 }
 
@@ -117,6 +128,7 @@ class MICAMOptions(MethodOptions):
     normalize_maps: bool = False
     blur: tuple[int, float] | None = None
     gray_uint8: bool = False
+    column_max: bool = False
 
     @classmethod
     def from_preset(cls, preset: str = "default", **given: Any) -> MICAMOptions:
@@ -167,6 +179,7 @@ class MICAM(BaseCAM):
     normalize_maps = option_attribute("normalize_maps")
     blur = option_attribute("blur")
     gray_uint8 = option_attribute("gray_uint8")
+    column_max = option_attribute("column_max")
 
     def __init__(
         self,
@@ -183,6 +196,7 @@ class MICAM(BaseCAM):
         normalize_maps: bool | None = None,
         blur: tuple[int, float] | bool | None = None,
         gray_uint8: bool | None = None,
+        column_max: bool | None = None,
         **kwargs: Any,
     ) -> None:
         """Arguments left as None take the preset's value; ``blur=False`` disables a preset's blur.
@@ -199,15 +213,22 @@ class MICAM(BaseCAM):
             normalize_maps=normalize_maps,
             blur=blur,
             gray_uint8=gray_uint8,
+            column_max=column_max,
         )
 
     @classmethod
     def options_from_settings(cls, settings: SharedSettings) -> dict[str, Any]:
         """The preset; the input's normalization except with the authors' preset (their code grays the
         tensor as it is)."""
+        column_max = settings.mi_column_max or None  # None: the preset's
         if settings.mi_preset == "authors":
-            return {"preset": "authors"}
-        return {"preset": settings.mi_preset, "pixel_mean": settings.pixel_mean, "pixel_std": settings.pixel_std}
+            return {"preset": "authors", "column_max": column_max}
+        return {
+            "preset": settings.mi_preset,
+            "pixel_mean": settings.pixel_mean,
+            "pixel_std": settings.pixel_std,
+            "column_max": column_max,
+        }
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -245,4 +266,8 @@ class MICAM(BaseCAM):
         cam = upsample(weighted[:, None], size, self.upsample_mode)[:, 0]
         if self.blur is not None:
             cam = gaussian_blur(cam, int(self.blur[0]), float(self.blur[1]))
+        if self.column_max:  # the authors' np.max(cam, 0), in place of the ReLU
+            if cam.dim() != 3:
+                raise ValueError(f"column_max needs 2-D maps (images), got maps of shape {tuple(cam.shape[1:])}")
+            return cam.amax(dim=1, keepdim=True).expand_as(cam).contiguous()
         return cam.clamp(min=0)

@@ -75,6 +75,11 @@ def verdicts(results: Results, metric: str) -> dict[str, str]:
     return {m: verdict(differences[m][metric], higher) for m in real(results) if m != FOCUS and m in differences}
 
 
+def mark(outcome: str) -> str:
+    """A paired verdict as one character: ``+`` MI-CAM better, ``−`` worse, ``=`` no significant difference."""
+    return _MARKS.get(outcome, "=")
+
+
 def formatted(metric: str, value: float) -> str:
     """A metric's value with the decimals of every table."""
     return f"{value:.{decimals(metric)}f}"
@@ -125,7 +130,7 @@ def overview(runs: list[Results]) -> list[str]:
     for results in runs:
         cells = []
         for metric in metrics:
-            marks = "".join(_MARKS.get(v, "=") for v in verdicts(results, metric).values())
+            marks = "".join(mark(v) for v in verdicts(results, metric).values())
             cells.append(f"{formatted(metric, mean(results, FOCUS, metric))} (#{rank(results, metric)}, {marks})")
         lines.append(f"| {results['model']} ({results['n_images']:,}) | " + " | ".join(cells) + " |")
     return [*lines, "", *across(runs)]

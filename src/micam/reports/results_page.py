@@ -1,7 +1,8 @@
 """A Markdown results page from a folder of committed evaluation runs, ``RUNS/<model>/``.
 
-``collect`` copies what ``micam evaluate`` wrote into ``RUNS/<model>/`` (CSV, JSON, results.md; curves.csv
-gzipped) and draws the mean deletion/insertion curves; ``page`` writes every table and every sentence of
+``collect`` copies what ``micam evaluate`` wrote into ``RUNS/<model>/`` (a run under another protocol than
+the stated one into ``RUNS/<protocol>/<model>/``; CSV, JSON, results.md; curves.csv gzipped) and draws
+the mean deletion/insertion curves; ``page`` writes every table and every sentence of
 the page from those files (the cross-run reading is ``findings.py``), so the page never says more than the
 committed rows do. What is particular to a project (model order and titles, quoted numbers, the commands
 shown) is a ``PageContent``.
@@ -19,7 +20,17 @@ from pathlib import Path
 
 from micam.evaluation.references import UNRANKED
 from micam.evaluation.settings import ALL_METHODS
-from micam.evaluation.store import COUNTERFACTUAL, CURVES, PER_IMAGE, REPORT, RESULTS, SANITY, SETTINGS, SKIPPED
+from micam.evaluation.store import (
+    ADDED,
+    COUNTERFACTUAL,
+    CURVES,
+    PER_IMAGE,
+    REPORT,
+    RESULTS,
+    SANITY,
+    SETTINGS,
+    SKIPPED,
+)
 from micam.evaluation.tables import markdown_report
 from micam.plot import deletion_insertion_plot
 from micam.reports.findings import (
@@ -33,6 +44,7 @@ from micam.reports.findings import (
     real,
     words,
 )
+from micam.reports.protocols import PaperTable, claims_paragraph, controls_table, protocol_runs, protocol_table
 
 SANITY_SUPPLEMENT = "sanity"  # RUNS/<model>/sanity/: the sanity check on more images, made apart
 COPIED = (PER_IMAGE, COUNTERFACTUAL, SANITY, SKIPPED, SETTINGS, RESULTS)
@@ -52,6 +64,8 @@ class PageContent:
     titles: Mapping[str, str] = field(default_factory=dict)
     paper: Mapping[str, str] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)  # model -> "NAME=value"
+    # model -> the paper's tables its claims are read from, first match per metric (protocols section)
+    paper_tables: Mapping[str, tuple[PaperTable, ...]] = field(default_factory=dict)
     data: str = "annotations.json"
     runs_shown: str = "docs/results"
     script: str = "python scripts/results_page.py"
@@ -60,7 +74,8 @@ class PageContent:
 def collect(out: Path, runs: Path, logs: list[Path], sanity_only: bool = False) -> Path:
     """Copy the run in ``out`` into ``runs/<model>/`` (or its ``sanity/`` with ``sanity_only``)."""
     results = json.loads((out / RESULTS).read_text())
-    target = runs / str(results["model"])
+    protocol = results["settings"].get("protocol", "stated")
+    target = runs / str(results["model"]) if protocol == "stated" else runs / protocol / str(results["model"])
     if sanity_only:  # a larger sanity check made apart from the main run: only its sanity rows matter
         target = target / SANITY_SUPPLEMENT
         target.mkdir(parents=True, exist_ok=True)
@@ -68,8 +83,9 @@ def collect(out: Path, runs: Path, logs: list[Path], sanity_only: bool = False) 
             shutil.copyfile(path, target / path.name)
         return target
     target.mkdir(parents=True, exist_ok=True)
-    for name in (*COPIED, REPORT):
-        shutil.copyfile(out / name, target / name)
+    for name in (*COPIED, REPORT, ADDED):
+        if (out / name).exists():  # a run without a sanity check or gained columns has no such file
+            shutil.copyfile(out / name, target / name)
     with (out / CURVES).open("rb") as source, gzip.open(target / f"{CURVES}.gz", "wb", compresslevel=9) as sink:
         shutil.copyfileobj(source, sink)
     for log in logs:
@@ -110,9 +126,77 @@ def page(runs: Path, path: Path, content: PageContent) -> str:
         "the line means MI-CAM is better (AD and deletion, where lower is better, are flipped).",
         "",
     ]
+    lines += _protocols(runs, loaded, content)
     for results in loaded:
         lines += _Section(results, runs, figures, content).lines()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _protocols(runs: Path, loaded: list[Results], content: PageContent) -> list[str]:
+    """The paper's claims under the authors' protocol and the stated one, one table per model (where an
+    authors' run is committed), with MI-CAM against its controls."""
+    per_model = {}
+    for results in loaded:
+        model = results["model"]
+        found = protocol_runs(runs, model)
+        if "authors" in found:
+            per_model[model] = (found, content.paper_tables.get(model, ()))
+    if not per_model:
+        return []
+    lines = [
+        "## The paper's claims under two protocols",
+        "",
+        "The authors' published scripts differ from the paper's stated definitions (see",
+        "`micam.evaluation.settings.PROTOCOLS`): the model sees raw 0-255 pixels, deletion and insertion index",
+        "the flattened 224 x 224 x 3 image with the ranks of a 224 x 224 map, AI's baseline keeps the pixels",
+        "where the map is 0, MI-CAM grays an 8-bit image, and the pointing game has no tolerance. `micam evaluate",
+        "--protocol authors` emulates each of these steps. Per metric and protocol: MI-CAM's mean, its rank of",
+        "the six methods and its paired verdicts against Grad-CAM, Grad-CAM++, Score-CAM, XGrad-CAM and",
+        "Eigen-CAM (`+` better, `−` worse, `=` no significant difference, 95 % CI); a *claim* is one ordering",
+        "of MI-CAM and a baseline in the paper's table, and it *holds* when the paired verdict says the same.",
+        "The paper's numbers are for VGG-16 (and MobileNet, Table 5), which cannot be run offline here.",
+        "",
+        *claims_paragraph(per_model),
+        "",
+    ]
+    for model, (found, papers) in per_model.items():
+        authors = found["authors"]
+        lines += [
+            f"### {content.titles.get(model, model)}",
+            "",
+            *_authors_status(authors, content),
+            "",
+            *protocol_table(model, found, papers),
+            "",
+        ]
+        controls = controls_table(found)
+        if controls:
+            lines += [
+                "MI-CAM against its controls (MI-CAM minus the control, mean ± 95 % CI over images, and the verdict):",
+                "",
+                *controls,
+                "",
+            ]
+        lines += [
+            "```bash",
+            *([f"export {content.environment[model]}"] if model in content.environment else []),
+            f"micam evaluate --data {content.data} --model {model} --protocol authors \\",
+            f"    --counterfactual-images 0 --sanity-images 0 --out eval-{model}-authors --resume",
+            "```",
+            "",
+        ]
+    return lines
+
+
+def _authors_status(results: Results, content: PageContent) -> list[str]:
+    done, requested = results["n_images"], results.get("n_requested") or results["n_images"]
+    devices = sorted({r["device_name"] for r in results.get("runs") or []})
+    what = f"the first {done:,} of the {requested:,} shared images" if done < requested else f"all {done:,} images"
+    return [
+        f"Authors' protocol run: {what} (the first entries of `{content.data}` in file order, not chosen),",
+        f"in {results['wall_time_s']:.0f} s on {' and '.join(devices)}; rows in "
+        f"`{content.runs_shown}/authors/{results['model']}/`. Stated protocol: the run of this model's section below.",
+    ]
 
 
 def sections_of(report: str) -> dict[str, str]:
@@ -192,10 +276,12 @@ class _Section:
         results = self.results
         sessions = results.get("runs") or []
         listed_sessions = "; ".join(
-            f"{r['images']:,} images in {r['seconds']:.1f} s on {r['device_name']} (torch {r['torch']})"
+            f"{r['images']:,} images"
+            + (f" and the gained methods / metrics of {r['extended']:,} earlier ones" if r.get("extended") else "")
+            + f" in {r['seconds']:.1f} s on {r['device_name']} (torch {r['torch']})"
             for r in sessions
         )
-        cpu = [r for r in sessions if r["device_name"].startswith("CPU") and r["images"]]
+        cpu = [r for r in sessions if r["device_name"].startswith("CPU") and r["images"] and not r.get("extended")]
         per_image = (
             f" On the 2-core CPU: {sum(r['seconds'] for r in cpu) / sum(r['images'] for r in cpu):.1f} s per image"
             " on average: all eight maps and every metric, with the sanity check and the counterfactual"
