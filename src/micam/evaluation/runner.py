@@ -1,18 +1,19 @@
 """``evaluate``: every method x metric of the MI-CAM paper on a labelled image set, resumably.
 
-A thin loop: images are decoded in ``DataLoader`` worker processes, each batch goes through the
-per-batch ``Step`` (``step.py``: no files), and its rows go to the ``RunStore`` (``store.py``: the run
-folder, the only copy of the results), which rebuilds ``results.json`` / ``results.md`` from the rows
-after every batch. ``resume=True`` skips the finished images; a run is never resumed under different
-settings. Unreadable images are listed in ``skipped.csv`` and counted, never fatal. The sanity check
-runs first on the first ``sanity_images`` readable images; the counterfactual analysis on the first
-``counterfactual_images`` images with boxes, within the main pass.
+A thin driver: the images left to do are cut into shards of ``batch_size``, an engine
+(``micam.engines``: this process, or Ray actors) runs each through the per-batch ``Step`` (``step.py``:
+no files; ``work.py``: decoding and what a shard still needs), and the driver alone hands each finished
+shard's rows to the ``RunStore`` (``store.py``: the run folder, the only copy of the results), which
+rebuilds ``results.json`` / ``results.md`` from the rows after every shard. ``resume=True`` skips the
+finished images; a run is never resumed under different settings. Unreadable images are listed in
+``skipped.csv`` and counted, never fatal. The sanity check runs first on the first ``sanity_images``
+readable images; the counterfactual analysis on the first ``counterfactual_images`` images with boxes,
+within the main pass.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import sys
 import time
@@ -21,47 +22,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
 
 from micam import __version__, models
-from micam.evaluation.datasets import Box, Dataset, Geometry, Sample, prepare, read_dataset
+from micam.engines import get_engine
+from micam.evaluation.datasets import Dataset, Geometry, Sample, read_dataset
 from micam.evaluation.settings import ALL_METHODS, METRIC_GROUPS, EvaluationSettings
-from micam.evaluation.step import Batch, Step
-from micam.evaluation.store import RunStore, Session, ToDo, saved_settings
-from micam.images import read_rgb
+from micam.evaluation.step import Step
+from micam.evaluation.store import RunStore, Session, saved_settings
+from micam.evaluation.work import Decoded, Images, Job, ShardResult, load_model, readable
 from micam.methods import METHODS
 from micam.runtime import DiskFull, Progress, device_name, format_seconds, is_disk_full, output_folder
 
 __all__ = ["ALL_METHODS", "METRIC_GROUPS", "EvaluationSettings", "evaluate"]
-
-Decoded = tuple[Sample, torch.Tensor | None, list[Box], str]  # sample, input (None if unreadable), boxes, reason
-
-
-class Images(TorchDataset[Decoded]):
-    """The samples of a run decoded to model inputs; an unreadable image yields its reason, not an error."""
-
-    def __init__(
-        self, samples: Sequence[Sample], loaded: models.LoadedModel, geometry: Geometry, settings: EvaluationSettings
-    ) -> None:
-        self.samples, self.loaded, self.geometry = list(samples), loaded, geometry
-        self.max_pixels, self.background = settings.max_pixels or None, settings.background
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Decoded:
-        sample = self.samples[index]
-        try:
-            image = read_rgb(sample.path, self.max_pixels, self.background)
-            tensor, boxes = prepare(image, sample, self.loaded, self.geometry)
-        except (OSError, ValueError) as error:
-            return sample, None, [], f"{type(error).__name__}: {error}"
-        return sample, tensor, boxes, ""
-
-
-def _as_list(items: list[Decoded]) -> list[Decoded]:
-    return items  # a batch stays a list: unreadable images and varying box counts are not stackable
 
 
 @dataclass(frozen=True)
@@ -73,6 +45,7 @@ class _Context:
     geometry: Geometry
     step: Step
     device: torch.device
+    workers: list[dict[str, Any]]  # an engine's per-worker device, images and seconds (none for local)
 
 
 def evaluate(settings: EvaluationSettings, log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -95,7 +68,7 @@ def _evaluate(settings: EvaluationSettings, log: Callable[[str], None]) -> dict[
     samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
     if settings.target == "label" and any(sample.label is None for sample in samples):
         raise ValueError("--target label needs a label for every image; use --target predicted")
-    loaded = models.load(settings.model, weights=settings.weights, device=device, **_load_options(settings))
+    loaded = load_model(settings, device)
     geometry = dataset.geometry if settings.geometry == "auto" else settings.geometry
     step = Step(settings, loaded, device, dataset.has_boxes)
     store = RunStore(settings.out, step.metric_names)
@@ -131,7 +104,7 @@ def _run(
         f"{len(done)} already done, {len(skipped)} skipped before, {len(todo)} to go; device {device}; "
         f"methods {', '.join(settings.methods)}"
     )
-    context = _Context(loaded, dataset, geometry, step, device)
+    context = _Context(loaded, dataset, geometry, step, device, [])
     started = time.perf_counter()
 
     def write_results() -> dict[str, Any]:
@@ -146,23 +119,31 @@ def _run(
         if "counterfactual" in settings.metrics and dataset.has_boxes
         else set()
     )
+    job = Job(
+        settings,
+        geometry,
+        dataset.has_boxes,
+        frozenset(counterfactual_keys),
+        store.missing,
+        tuple(step.groups_of(store.added)),
+    )
+    shards = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
     progress = Progress(len(todo), f"evaluate {settings.model}")
-    warm = False
+
+    def on_result(result: ShardResult) -> None:
+        """A finished shard: its rows and unreadable images go to the run folder, the summaries are rebuilt."""
+        _report_skipped(result.failures, skipped, store)
+        store.append(result.rows)
+        write_results()
+        progress.advance(result.images)
+
+    engine = (
+        get_engine("local", step=step)
+        if settings.engine == "local"
+        else get_engine(settings.engine, address=settings.address, workers=settings.workers, log=log)
+    )
     try:
-        for decoded in _loader(Images(todo, loaded, geometry, settings), settings, device):
-            batch = _readable(decoded, device, skipped, store)
-            if batch is not None:
-                if not warm:
-                    step.warm_up(batch.images)
-                    warm = True
-                gained_groups = step.groups_of(store.added)
-                for work, part in _by_work_to_do(batch, store.missing, settings.methods):
-                    if work.methods:
-                        store.append(step(part, counterfactual_keys, work.methods))
-                    if work.gained:
-                        store.append(step(part, counterfactual_keys, work.gained, gained_groups))
-            write_results()
-            progress.advance(len(decoded))
+        context.workers[:] = engine.run(job, shards, on_result)
     except KeyboardInterrupt:
         progress.close()
         results = write_results()  # from the rows on disk: the cut batch is not in them
@@ -173,17 +154,6 @@ def _run(
     elapsed = format_seconds(time.perf_counter() - started)
     log(f"finished {results['n_images']} images ({len(skipped)} skipped) in {elapsed}")
     return results
-
-
-def _load_options(settings: EvaluationSettings) -> models.LoadOptions:
-    """``models.load``'s options; ``input_scale="raw"`` feeds the model 0-255 pixels (mean 0, std 1/255),
-    as the authors' scripts do."""
-    options = models.load_options(settings)
-    if settings.input_scale == "raw":
-        if settings.mean is not None or settings.std is not None:
-            raise ValueError("input_scale 'raw' feeds 0-255 pixels: it cannot be combined with --mean / --std")
-        options["mean"], options["std"] = [0.0, 0.0, 0.0], [1 / 255] * 3
-    return options
 
 
 def _device_defaults(settings: EvaluationSettings, device: torch.device, saved: dict[str, Any]) -> None:
@@ -202,52 +172,12 @@ def _device_defaults(settings: EvaluationSettings, device: torch.device, saved: 
         settings.sanity_images = saved_count if saved_count is not None else (4 if cuda else 1)
 
 
-def _loader(images: Images, settings: EvaluationSettings, device: torch.device) -> DataLoader[Decoded]:
-    """Batches of decoded images, decoded ahead in worker processes (none where there is one core)."""
-    workers = settings.loader_workers
-    if workers is None:
-        workers = 0 if (os.cpu_count() or 1) < 2 or len(images) <= settings.batch_size else 2
-    return DataLoader(
-        images,
-        batch_size=settings.batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_as_list,
-        pin_memory=device.type == "cuda",
-    )
-
-
-def _readable(decoded: list[Decoded], device: torch.device, skipped: dict[str, str], store: RunStore) -> Batch | None:
-    """The readable images of a decoded batch; the others are reported and go to skipped.csv."""
-    failures = {sample.key: reason for sample, tensor, _, reason in decoded if tensor is None}
+def _report_skipped(failures: dict[str, str], skipped: dict[str, str], store: RunStore) -> None:
+    """Unreadable images: said on stderr, counted, and listed in skipped.csv."""
     for key, reason in failures.items():
         print(f"skipped {key}: {reason}", file=sys.stderr)
     skipped.update(failures)
     store.append_skipped(failures)
-    kept = [(sample, tensor, boxes) for sample, tensor, boxes, _ in decoded if tensor is not None]
-    if not kept:
-        return None
-    return Batch(
-        samples=[sample for sample, _, _ in kept],
-        images=torch.stack([tensor for _, tensor, _ in kept]).to(device),
-        boxes=[boxes for _, _, boxes in kept],
-    )
-
-
-def _by_work_to_do(batch: Batch, missing: dict[str, ToDo], methods: Sequence[str]) -> list[tuple[ToDo, Batch]]:
-    """The batch split by what its images still need: every method, or for an image a resumed run had
-    finished, the methods it gained and the gained metric columns (``RunStore.missing``); in the
-    batch's order."""
-    groups: dict[ToDo, list[int]] = {}
-    everything = ToDo(tuple(methods), ())
-    for index, sample in enumerate(batch.samples):
-        groups.setdefault(missing.get(sample.key, everything), []).append(index)
-    if len(groups) == 1:
-        return [(next(iter(groups)), batch)]
-    return [
-        (todo, Batch([batch.samples[i] for i in index], batch.images[index], [batch.boxes[i] for i in index]))
-        for todo, index in groups.items()
-    ]
 
 
 def _sanity(
@@ -267,7 +197,8 @@ def _sanity(
         decoded.append(images[index])
         if len(decoded) == wanted:
             break
-    batch = _readable(decoded, step.device, skipped, store)
+    batch, failures = readable(decoded, step.device)
+    _report_skipped(failures, skipped, store)
     if batch is None:
         return
     progress = Progress(len(methods), "sanity check")
@@ -299,7 +230,11 @@ def _results(
     device = context.device
     # cuDNN may run float32 convolutions in TF32 (PyTorch's default): one image's numbers can move slightly
     session = Session(
-        device_name(device), torch.__version__, bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None
+        device_name(device),
+        torch.__version__,
+        bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
+        settings.engine,
+        list(context.workers),
     )
     return store.results(
         model=settings.model,

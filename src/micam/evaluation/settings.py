@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from micam.engines import ENGINES
 from micam.evaluation.references import REFERENCES
 from micam.images import BACKGROUNDS, DEFAULT_MAX_PIXELS
 from micam.methods import CONTROLS, METHODS
@@ -33,6 +34,9 @@ RESUMABLE_KEYS = frozenset(
         "data",
         "loader_workers",
         "max_pixels",  # changes only which images are skipped, and skipped images are listed
+        "engine",  # where shards run: the same rows from every engine
+        "address",
+        "workers",
     }
 )
 
@@ -77,6 +81,9 @@ class EvaluationSettings:
     layer: str | None = None
     trust_checkpoint: bool | None = None
     loader_workers: int | None = None  # processes decoding images (None: 2, or 0 where there is one core)
+    engine: str = "local"  # where shards of images run: "local" (this process) or "ray" (micam.engines)
+    address: str | None = None  # ray: None starts a local runtime, "auto" / "ray://HOST:PORT" joins a cluster
+    workers: int | None = None  # ray: actors (None: one per GPU, else one per CPU core)
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are skipped (decompression bombs); 0: no limit
     background: str = "white"  # what transparent pixels are composited on ("white" or "black")
     auc_x: str = "changed"  # deletion/insertion AUC over the fraction of pixels changed ("even": k / steps)
@@ -128,6 +135,10 @@ class EvaluationSettings:
                 )
         if self.max_pixels < 0:
             raise ValueError(f"max_pixels must be 0 (no limit) or more, got {self.max_pixels}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {tuple(ENGINES)}, got {self.engine!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.loader_workers is not None and self.loader_workers < 0:
             raise ValueError(f"loader_workers must be 0 or more, got {self.loader_workers}")
 

@@ -78,6 +78,8 @@ class Session:
     device_name: str
     torch: str
     cudnn_tf32: bool | None  # None on the CPU
+    engine: str = "local"
+    workers: list[dict[str, Any]] = field(default_factory=list)  # per worker: device, images, seconds
 
 
 @dataclass
@@ -286,6 +288,8 @@ class RunStore:
             "seconds": round(seconds, 2),
             "cudnn_tf32": session.cudnn_tf32,
         }
+        if session.engine != "local":
+            current |= {"engine": session.engine, "workers": session.workers}
         if self.missing:  # finished images this session computed gained methods or columns for
             whole = finished_images(rows, methods, self.added)
             current["extended"] = len(whole & set(self.missing))
