@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from micam.evaluation import EvaluationSettings, evaluate
-from micam.evaluation.store import read_rows
+from micam.evaluation.store import RunStore, read_rows
 
 ray = pytest.importorskip("ray")
 
@@ -135,12 +135,23 @@ def test_the_ray_engine_writes_the_local_engines_rows_and_records_its_workers(ru
     assert all(w["device_name"].startswith("CPU") for w in session["workers"])
 
 
-def test_a_worker_killed_mid_shard_loses_nothing_and_a_cut_run_resumes(runtime, data, local):
+def test_a_worker_killed_mid_shard_loses_nothing_and_an_interrupted_run_resumes(runtime, data, local, monkeypatch):
     (data / "kill-once").write_text("")
     said: list[str] = []
-    cut = evaluate(_settings(data, "cut", engine="ray", workers=2, limit=2), log=said.append)  # the driver "dies"
+    append, calls = RunStore.append, []
+
+    def interrupted(store, rows):  # Ctrl-C on the driver once the first shard is on disk
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        append(store, rows)
+
+    monkeypatch.setattr(RunStore, "append", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(_settings(data, "cut", engine="ray", workers=2), log=said.append)
+    monkeypatch.undo()
     assert not (data / "kill-once").exists() and any("a Ray worker died" in line for line in said)
-    assert cut["n_images"] == 2  # the dead worker's shard ran again elsewhere
+    assert len({r["image"] for r in read_rows(data / "cut")}) == 2  # one shard of two images was written
     resumed = evaluate(_settings(data, "cut", engine="ray", workers=2, resume=True), log=lambda line: None)
     assert resumed["n_images"] == 4 and [r["images"] for r in resumed["runs"]] == [2, 2]
     _same_rows(data / "local", data / "cut")  # every image once, as the local engine made it
