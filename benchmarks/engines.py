@@ -27,7 +27,7 @@ if __name__ == "__main__":
 import torch
 
 from micam.evaluation import EvaluationSettings, evaluate
-from micam.evaluation.store import read_rows
+from micam.evaluation.rows import read_rows
 from micam.runtime import device_name
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ilsvrc2012-val" / "annotations.json"

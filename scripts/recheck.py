@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from micam.evaluation import EvaluationSettings, evaluate
+from micam.evaluation.files import RESULTS, SETTINGS
+from micam.evaluation.rows import read_rows
 from micam.evaluation.settings import reproducing
-from micam.evaluation.store import RESULTS, SETTINGS, read_rows
 from micam.runtime import device_name
 
 NOT_METRICS = {"image", "label", "predicted", "target", "correct", "method", "seconds"}

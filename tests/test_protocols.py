@@ -14,8 +14,9 @@ from torch import nn
 from conftest import RGB, mi_model
 from micam import MICAM, ChannelSum
 from micam.cli.main import main
+from micam.evaluation.files import ADDED
+from micam.evaluation.rows import read_rows
 from micam.evaluation.settings import PROTOCOLS
-from micam.evaluation.store import ADDED, read_rows
 
 
 def _data(folder):

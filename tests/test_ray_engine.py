@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from micam.evaluation import EvaluationSettings, evaluate
-from micam.evaluation.store import RunStore, read_rows
+from micam.evaluation.rows import read_rows
+from micam.evaluation.store import RunStore
 
 ray = pytest.importorskip("ray")
 

@@ -23,9 +23,18 @@ def test_committed_results_page_is_generated_from_the_committed_runs():
         mi = results["methods"]["mi-cam"]
         row = next(line for line in text.splitlines() if line.startswith(f"| {results['model']} ("))
         assert f"{mi['average_drop']['mean']:.2f} (#" in row and f"{mi['deletion_auc']['mean']:.3f} (#" in row
-        # every per-image row is there: one per image and method
+        # every per-image row is there: one per image and method (a method an extension added, per image
+        # it covers so far), each once
         rows = (folder / "per_image.csv").read_text().strip().splitlines()[1:]
-        assert len(rows) == results["n_images"] * len(results["methods"])
+        base = (results.get("extension") or {}).get("methods") or list(results["methods"])
+        gained = [m for m in results["methods"] if m not in base]
+        covered = sum(
+            int(results["methods"][m]["average_drop"]["n"])
+            + int(results["methods"][m]["average_drop"].get("n_undefined", 0))
+            for m in gained
+        )
+        assert len(rows) == results["n_images"] * len(base) + covered
+        assert len({tuple(r.split(",")[i] for i in (0, 5)) for r in rows}) == len(rows)
 
 
 def test_separate_sanity_checks_are_quoted_on_the_page():

@@ -13,7 +13,8 @@ from PIL import Image
 
 from micam.cli.main import main
 from micam.evaluation import EvaluationSettings
-from micam.evaluation.store import PER_IMAGE, RESULTS, SKIPPED, BatchRows, RunStore, Session
+from micam.evaluation.files import PER_IMAGE, RESULTS, SKIPPED
+from micam.evaluation.store import BatchRows, RunStore, Session
 from micam.metrics import summarize
 
 SESSION = Session("CPU test", "2.x", None)

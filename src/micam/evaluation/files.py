@@ -1,5 +1,6 @@
-"""The run folder's files, written so that a kill or a full disk never leaves half of one: CSV rows
-appended whole and fsynced, JSON replaced all at once; a torn last CSV line is dropped on reading."""
+"""The run folder's files: their names and columns (the one place that knows them), written so that a
+kill or a full disk never leaves half of one (CSV rows appended whole and fsynced, JSON replaced all at
+once; a torn last CSV line is dropped on reading)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,27 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+PER_IMAGE = "per_image.csv"
+ADDED = "per_image_added.csv"  # metric columns gained by a resumed run, per (image, method)
+CURVES = "curves.csv"
+COUNTERFACTUAL = "counterfactual.csv"
+SKIPPED = "skipped.csv"
+SANITY = "sanity.csv"
+SETTINGS = "settings.json"
+RESULTS = "results.json"
+REPORT = "results.md"
+LOCK = ".micam.lock"  # held by the process writing the folder
+EXTENSION = "extension"  # settings.json: {"methods": [...], "metrics": [...]} the run had before it gained any
+
+ROW_KEYS = ["image", "label", "predicted", "target", "correct", "method", "seconds"]
+ADDED_KEYS = ["image", "method"]
+CURVE_COLUMNS = ["image", "method", "kind", "values"]
+CHANGE_METRICS = ("mean_abs_change", "relative_change", "rank_correlation")
+COUNTERFACTUAL_COLUMNS = ["image", "method", "intervention", *CHANGE_METRICS]
+SIMILARITIES = ("ssim", "spearman", "hog")
+SANITY_COLUMNS = ["method", "stage", "layer", *SIMILARITIES]
+SKIPPED_COLUMNS = ["image", "reason"]
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

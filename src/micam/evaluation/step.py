@@ -18,9 +18,10 @@ from torch import Tensor
 
 from micam import models
 from micam.evaluation.datasets import Box, Sample, black_pixel
+from micam.evaluation.files import CHANGE_METRICS, SIMILARITIES
 from micam.evaluation.references import REFERENCES
 from micam.evaluation.settings import EvaluationSettings
-from micam.evaluation.store import CHANGE_METRICS, SIMILARITIES, BatchRows
+from micam.evaluation.store import BatchRows
 from micam.inference import inference_runner
 from micam.methods import METHODS, BaseCAM
 from micam.methods.base import Explainer

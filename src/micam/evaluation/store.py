@@ -25,31 +25,38 @@ from pathlib import Path
 from typing import IO, Any
 
 from micam.evaluation.compare import COMPARED_METRICS, paired_differences
-from micam.evaluation.files import append_csv, csv_header, read_csv, read_json, rewrite_csv, write_atomically
+from micam.evaluation.files import (
+    ADDED,
+    ADDED_KEYS,
+    CHANGE_METRICS,
+    COUNTERFACTUAL,
+    COUNTERFACTUAL_COLUMNS,
+    CURVE_COLUMNS,
+    CURVES,
+    EXTENSION,
+    LOCK,
+    PER_IMAGE,
+    REPORT,
+    RESULTS,
+    ROW_KEYS,
+    SANITY,
+    SANITY_COLUMNS,
+    SETTINGS,
+    SIMILARITIES,
+    SKIPPED,
+    SKIPPED_COLUMNS,
+    append_csv,
+    csv_header,
+    read_csv,
+    read_json,
+    rewrite_csv,
+    write_atomically,
+)
+from micam.evaluation.rows import finished_images, finished_rows, read_rows, settings_extension
 from micam.evaluation.settings import comparable
 from micam.evaluation.tables import markdown_report
 from micam.metrics import summarize
 
-PER_IMAGE = "per_image.csv"
-ADDED = "per_image_added.csv"  # metric columns gained by a resumed run, per (image, method)
-CURVES = "curves.csv"
-COUNTERFACTUAL = "counterfactual.csv"
-SKIPPED = "skipped.csv"
-SANITY = "sanity.csv"
-SETTINGS = "settings.json"
-RESULTS = "results.json"
-REPORT = "results.md"
-LOCK = ".micam.lock"  # held by the process writing the folder
-EXTENSION = "extension"  # settings.json: {"methods": [...], "metrics": [...]} the run had before it gained any
-
-ROW_KEYS = ["image", "label", "predicted", "target", "correct", "method", "seconds"]
-ADDED_KEYS = ["image", "method"]
-CURVE_COLUMNS = ["image", "method", "kind", "values"]
-CHANGE_METRICS = ("mean_abs_change", "relative_change", "rank_correlation")
-COUNTERFACTUAL_COLUMNS = ["image", "method", "intervention", *CHANGE_METRICS]
-SIMILARITIES = ("ssim", "spearman", "hog")
-SANITY_COLUMNS = ["method", "stage", "layer", *SIMILARITIES]
-SKIPPED_COLUMNS = ["image", "reason"]
 PAIRED_FOCUS = "mi-cam"  # the method results.json compares image by image with every other one
 
 
@@ -298,7 +305,7 @@ class RunStore:
             "model": model,
             "n_images": len(first),
             **({EXTENSION: settings_extension(self.out)} if self.base_methods != list(methods) or self.added else {}),
-            "n_requested": n_requested,
+            "n_requested": max(n_requested, len(first)),  # an extension of the first images asks for fewer
             "settings": settings,
             "methods": summaries,
             "top1_accuracy": summarize(correct) if correct else None,
@@ -383,51 +390,6 @@ def refresh_statistics(out: str | Path) -> bool:
     write_atomically(folder / RESULTS, text)
     write_atomically(folder / REPORT, report)
     return changed
-
-
-def read_rows(out: str | Path) -> list[dict[str, str]]:
-    """``per_image.csv``'s rows, each with the columns a resumed run added for it (per_image_added.csv;
-    the last added row of an (image, method) counts)."""
-    folder = Path(out)
-    rows = read_csv(folder / PER_IMAGE)
-    added = {(r["image"], r["method"]): r for r in read_csv(folder / ADDED)}
-    if not added:
-        return rows
-    return [row | _values(added.get((row["image"], row["method"]), {})) for row in rows]
-
-
-def finished_rows(out: str | Path, base_methods: Sequence[str], added: Sequence[str]) -> list[dict[str, str]]:
-    """The joined rows of the finished images: those with a row for every one of ``base_methods``
-    (the run's methods before it gained any). A gained method's row, and a gained column's value
-    (``added``), is left out where it is not whole yet (a cut batch)."""
-    rows = read_rows(out)
-    finished = finished_images(rows, base_methods)
-    kept = []
-    for row in rows:
-        if row["image"] in finished:
-            whole = all(row.get(column) for column in added)
-            kept.append(row if whole else {k: v for k, v in row.items() if k not in added})
-    return [row for row in kept if row["method"] in base_methods or all(c in row for c in added)]
-
-
-def settings_extension(out: str | Path) -> dict[str, Any] | None:
-    """What a run had before it first gained methods or metrics (None if it never did)."""
-    path = Path(out) / SETTINGS
-    return read_json(path).get(EXTENSION) if path.exists() else None
-
-
-def _values(added: dict[str, str]) -> dict[str, str]:
-    return {key: value for key, value in added.items() if key not in ADDED_KEYS}
-
-
-def finished_images(rows: Iterable[dict[str, str]], methods: Sequence[str], columns: Sequence[str] = ()) -> set[str]:
-    """The images that have a row for every one of ``methods`` (a batch is appended whole), with a value
-    in each of ``columns`` (the added ones)."""
-    methods_of: dict[str, set[str]] = {}
-    for row in rows:
-        if all(row.get(column) for column in columns):
-            methods_of.setdefault(row["image"], set()).add(row["method"])
-    return {image for image, found in methods_of.items() if found >= set(methods)}
 
 
 def _paired(rows: list[dict[str, str]], methods: Sequence[str]) -> dict[str, Any]:

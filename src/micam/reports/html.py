@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 
 from micam import __version__
 from micam.benchmark.result import BENCHMARK_REPORT
-from micam.evaluation.files import write_atomically
-from micam.evaluation.store import REPORT, RESULTS, read_results
+from micam.evaluation.files import REPORT, RESULTS, write_atomically
+from micam.evaluation.store import read_results
 from micam.metrics.area_matched import AREA_PERCENTAGES
 from micam.plot import area_matched_plot, deletion_insertion_plot
 from micam.reports.findings import comparable, overview, overview_title, paired_figure

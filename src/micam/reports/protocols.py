@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from micam.evaluation.compare import COMPARED_METRICS, verdict
-from micam.evaluation.store import RESULTS
+from micam.evaluation.files import RESULTS
 from micam.methods import CONTROLS
 from micam.reports.findings import FOCUS, NAMES, Results, formatted, mark, mean, rank, verdicts
 

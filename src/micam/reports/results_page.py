@@ -18,9 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from micam.evaluation.references import UNRANKED
-from micam.evaluation.settings import ALL_METHODS
-from micam.evaluation.store import (
+from micam.evaluation.files import (
     ADDED,
     COUNTERFACTUAL,
     CURVES,
@@ -31,6 +29,8 @@ from micam.evaluation.store import (
     SETTINGS,
     SKIPPED,
 )
+from micam.evaluation.references import UNRANKED
+from micam.evaluation.settings import ALL_METHODS
 from micam.evaluation.tables import markdown_report
 from micam.plot import deletion_insertion_plot
 from micam.reports.findings import (
@@ -245,6 +245,7 @@ class _Section:
         lines += [
             *self._wall_time(),
             "",
+            *self._extension(),
             *self._recheck(),
             "```bash",
             *self.environment(),
@@ -271,6 +272,26 @@ class _Section:
                 lines += [f"![Mean deletion and insertion curves]({self.figures}/{model}/deletion-insertion.png)", ""]
         lines += ["### What these numbers say", "", *findings(results, self.supplement), ""]
         return lines + (self._resume() if unfinished else [])
+
+    def _extension(self) -> list[str]:
+        """What the run gained after it was made (methods, metric columns) and on how many images."""
+        base = self.results.get("extension")
+        if not base:
+            return []
+        methods = [m for m in self.results["methods"] if m not in base["methods"]]
+        groups = [g for g in self.results["settings"]["metrics"] if g not in base["metrics"]]
+        extended = sum(r.get("extended", 0) for r in self.results.get("runs") or [])
+        sizes = {
+            s["average_drop"]["n"] for m, s in self.results["methods"].items() if m in methods and "average_drop" in s
+        }
+        return [
+            f"**Extended** after it was made, its earlier rows kept byte for byte: {listed(methods)} (every metric)"
+            f" and the metric groups {listed(groups)} (for every method; columns in"
+            f" `{self.shown}/{ADDED}`), on the first {max(sizes, default=extended):,} images so far. Rows marked"
+            ' "(first N images)" below cover those images; the others cover all of them. The extension goes on'
+            " with the run's own command (below) plus `--methods all --metrics default --limit N`.",
+            "",
+        ]
 
     def _wall_time(self) -> list[str]:
         results = self.results

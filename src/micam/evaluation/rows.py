@@ -1,0 +1,55 @@
+"""A run's per-image rows as they are on disk: ``per_image.csv`` joined with the columns a resumed run
+added (``per_image_added.csv``), and which images are finished."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from micam.evaluation.files import ADDED, ADDED_KEYS, EXTENSION, PER_IMAGE, SETTINGS, read_csv, read_json
+
+
+def read_rows(out: str | Path) -> list[dict[str, str]]:
+    """``per_image.csv``'s rows, each with the columns a resumed run added for it (per_image_added.csv;
+    the last added row of an (image, method) counts)."""
+    folder = Path(out)
+    rows = read_csv(folder / PER_IMAGE)
+    added = {(r["image"], r["method"]): r for r in read_csv(folder / ADDED)}
+    if not added:
+        return rows
+    return [row | _values(added.get((row["image"], row["method"]), {})) for row in rows]
+
+
+def finished_rows(out: str | Path, base_methods: Sequence[str], added: Sequence[str]) -> list[dict[str, str]]:
+    """The joined rows of the finished images: those with a row for every one of ``base_methods``
+    (the run's methods before it gained any). A gained method's row, and a gained column's value
+    (``added``), is left out where it is not whole yet (a cut batch)."""
+    rows = read_rows(out)
+    finished = finished_images(rows, base_methods)
+    kept = []
+    for row in rows:
+        if row["image"] in finished:
+            whole = all(row.get(column) for column in added)
+            kept.append(row if whole else {k: v for k, v in row.items() if k not in added})
+    return [row for row in kept if row["method"] in base_methods or all(c in row for c in added)]
+
+
+def settings_extension(out: str | Path) -> dict[str, Any] | None:
+    """What a run had before it first gained methods or metrics (None if it never did)."""
+    path = Path(out) / SETTINGS
+    return read_json(path).get(EXTENSION) if path.exists() else None
+
+
+def _values(added: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in added.items() if key not in ADDED_KEYS}
+
+
+def finished_images(rows: Iterable[dict[str, str]], methods: Sequence[str], columns: Sequence[str] = ()) -> set[str]:
+    """The images that have a row for every one of ``methods`` (a batch is appended whole), with a value
+    in each of ``columns`` (the added ones)."""
+    methods_of: dict[str, set[str]] = {}
+    for row in rows:
+        if all(row.get(column) for column in columns):
+            methods_of.setdefault(row["image"], set()).add(row["method"])
+    return {image for image, found in methods_of.items() if found >= set(methods)}
