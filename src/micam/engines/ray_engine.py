@@ -13,11 +13,14 @@ import importlib
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from micam.evaluation.datasets import Sample
+from micam.evaluation.settings import EvaluationSettings
 from micam.evaluation.step import Step
 from micam.evaluation.work import Images, Job, ShardResult, load_model, run_shard
 from micam.runtime import device_name
@@ -53,6 +56,19 @@ class Worker:
         return result
 
 
+def _absolute_files(settings: EvaluationSettings) -> dict[str, Any]:
+    """The settings naming local files (a model file, a checkpoint, a label list), made absolute."""
+    changed: dict[str, Any] = {}
+    file, colon, factory = settings.model.rpartition(":")
+    if colon and file.endswith(".py") and Path(file).is_file():
+        changed["model"] = f"{Path(file).resolve()}:{factory}"
+    for key in ("weights", "labels"):
+        value = getattr(settings, key)
+        if isinstance(value, str) and Path(value).is_file():
+            changed[key] = str(Path(value).resolve())
+    return changed
+
+
 class RayEngine:
     """``address``: None starts a local Ray runtime (shut down afterwards), "auto" or "ray://HOST:PORT"
     joins a running cluster; ``workers``: actors (default one per GPU, else one per CPU core)."""
@@ -67,6 +83,9 @@ class RayEngine:
         self.address, self.workers, self.log = address, workers, log
 
     def run(self, job: Job, shards: Shards, on_result: Callable[[ShardResult], None]) -> list[dict[str, Any]]:
+        # Workers may start elsewhere (another node, another folder): paths go as absolute paths.
+        shards = [[replace(sample, path=Path(sample.path).resolve()) for sample in shard] for shard in shards]
+        job = replace(job, settings=replace(job.settings, **_absolute_files(job.settings)))
         started_here = not ray.is_initialized()
         if started_here:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
