@@ -167,6 +167,7 @@ def _paired_table(paired: dict[str, Any], n_images: int) -> list[str]:
     ]
     for other, by_metric in differences.items():
         cells = []
+        pairs = max((d["n"] for d in by_metric.values()), default=n_images)
         for metric in metrics:
             difference = by_metric[metric]
             word = {"better": "better", "worse": "worse"}.get(verdict(difference, COMPARED_METRICS[metric]), "≈")
@@ -176,8 +177,8 @@ def _paired_table(paired: dict[str, Any], n_images: int) -> list[str]:
             elif difference["n"] == 1:
                 cells.append(f"{difference['mean']:+.{digits}f}")
             else:
-                cells.append(f"{difference['mean']:+.{digits}f} ± {difference['half_width']:.{digits}f} {word}")
-        pairs = max((d["n"] for d in by_metric.values()), default=n_images)
+                fewer = f" ({difference['n']:,} images)" if difference["n"] < pairs else ""
+                cells.append(f"{difference['mean']:+.{digits}f} ± {difference['half_width']:.{digits}f} {word}{fewer}")
         name = f"{other} (first {pairs:,} images)" if 0 < pairs < n_images else other
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return [*lines, ""]

@@ -18,7 +18,7 @@ from pathlib import Path
 from micam.evaluation.compare import COMPARED_METRICS, verdict
 from micam.evaluation.files import RESULTS
 from micam.methods import CONTROLS
-from micam.reports.findings import FOCUS, NAMES, Results, formatted, mark, mean, rank, verdicts
+from micam.reports.findings import FOCUS, NAMES, Results, formatted, listed, mark, mean, rank, real, verdicts
 
 PROTOCOL_TITLES = {"authors": "authors' protocol", "stated": "stated protocol"}
 PAPER_METRICS = ("average_drop", "average_increase", "deletion_auc", "insertion_auc", "pointing_game", "ebpg")
@@ -167,10 +167,11 @@ def _n(results: Results, method: str) -> str:
 
 
 def claims_paragraph(per_model: Mapping[str, tuple[Mapping[str, Results], Sequence[PaperTable]]]) -> list[str]:
-    """Which of the paper's claims hold under which protocol, per metric over the models."""
+    """Which of the paper's claims hold under which protocol, per metric over the models, in all, and
+    where its Table 2 pattern (deletion AUC above insertion AUC for every method) appears."""
     lines = []
     for protocol in ("authors", "stated"):
-        said = []
+        said, held, counted = [], 0, 0
         for metric in PAPER_METRICS:
             tally = {"hold": 0, "reversed": 0, "open": 0}
             for runs, papers in per_model.values():
@@ -181,11 +182,27 @@ def claims_paragraph(per_model: Mapping[str, tuple[Mapping[str, Results], Sequen
                 for key, count in claim_outcomes(paper_claims(paper, metric), verdicts(results, metric)).items():
                     tally[key] += count
             total = sum(tally.values())
+            held, counted = held + tally["hold"], counted + total
             if total:
                 said.append(f"{NAMES[metric]} {tally['hold']} of {total} hold ({tally['reversed']} reversed)")
-        if said:
-            lines.append(f"* **Under the {PROTOCOL_TITLES[protocol]}:** " + "; ".join(said) + ".")
+        if not said:
+            continue
+        pattern = [
+            model
+            for model, (runs, _) in per_model.items()
+            if protocol in runs and _deletion_above_insertion(runs[protocol])
+        ]
+        lines.append(
+            f"* **Under the {PROTOCOL_TITLES[protocol]}, {held} of the paper's {counted} claims hold:** "
+            + "; ".join(said)
+            + f". Deletion AUC above insertion AUC for every method, as in the paper's Table 2: {listed(pattern)}."
+        )
     return lines
+
+
+def _deletion_above_insertion(results: Results) -> bool:
+    methods = [s for m, s in real(results).items() if "deletion_auc" in s and "insertion_auc" in s]
+    return bool(methods) and all(s["deletion_auc"]["mean"] > s["insertion_auc"]["mean"] for s in methods)
 
 
 __all__ = [
