@@ -8,7 +8,7 @@ The page has no script and loads nothing from the network, so it opens the same 
 * every PNG in a ``figures`` folder (the paper's figure equivalents from ``micam reproduce``).
 When the evaluations cover more than one model, an overview across them comes before them: MI-CAM's rank per
 metric and model and its paired verdicts, the same table and paragraph as the results page
-(``findings.py``).
+(``findings.py``), one per protocol (runs under the stated definitions and the authors' are never mixed).
 """
 
 from __future__ import annotations
@@ -152,21 +152,30 @@ def _area_curves(methods: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
 
 
 def _overview_section(evaluations: list[Path]) -> str:
-    """MI-CAM against the baselines across models, when the runs cover more than one ("" otherwise)."""
-    runs = [r for r in (read_results(p) for p in evaluations) if comparable(r)]
-    if len({r["model"] for r in runs}) < 2:
-        return ""
-    parts = [
-        f'<section class="overview"><h2>{html.escape(overview_title(runs))}</h2>',
-        markdown_to_html("\n".join(overview(runs))),
-    ]
-    if any(r.get("paired") for r in runs):
-        caption = (
-            "MI-CAM minus each baseline, per metric and model: mean over images ± 95 % CI, signed so that right of"
-            " the line means MI-CAM is better"
-        )
-        parts.append(_figure(png_data_uri(paired_figure(runs)), caption))
-    return "\n".join(parts) + "</section>"
+    """MI-CAM against the baselines across models, one overview per protocol whose runs cover more than
+    one model ("" otherwise): runs under the paper's stated definitions and under the authors' scripts
+    are never mixed."""
+    by_protocol: dict[str, list[dict[str, Any]]] = {}
+    for results in (read_results(p) for p in evaluations):
+        if comparable(results):
+            by_protocol.setdefault((results.get("settings") or {}).get("protocol", "stated"), []).append(results)
+    sections = []
+    for protocol, runs in sorted(by_protocol.items(), key=lambda item: item[0] != "stated"):
+        if len({r["model"] for r in runs}) < 2:
+            continue
+        title = overview_title(runs) + ("" if protocol == "stated" else f" ({protocol} protocol)")
+        parts = [
+            f'<section class="overview"><h2>{html.escape(title)}</h2>',
+            markdown_to_html("\n".join(overview(runs))),
+        ]
+        if any(r.get("paired") for r in runs):
+            caption = (
+                "MI-CAM minus each baseline, per metric and model: mean over images ± 95 % CI, signed so that right"
+                " of the line means MI-CAM is better"
+            )
+            parts.append(_figure(png_data_uri(paired_figure(runs)), caption))
+        sections.append("\n".join(parts) + "</section>")
+    return "\n".join(sections)
 
 
 def _natural_order(path: Path) -> list[object]:

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from micam.evaluation.files import (
     ADDED,
@@ -156,6 +157,7 @@ def _protocols(runs: Path, loaded: list[Results], content: PageContent) -> list[
         "of MI-CAM and a baseline in the paper's table, and it *holds* when the paired verdict says the same.",
         "The paper's numbers are for VGG-16 (and MobileNet, Table 5), which cannot be run offline here.",
         "",
+        *_coverage(per_model),
         *claims_paragraph(per_model),
         "",
     ]
@@ -186,6 +188,21 @@ def _protocols(runs: Path, loaded: list[Results], content: PageContent) -> list[
             "",
         ]
     return lines
+
+
+def _coverage(per_model: Mapping[str, tuple[Mapping[str, Results], Any]]) -> list[str]:
+    """How many images each authors' protocol run has, and what an open claim means while they are few."""
+    counts = {model: runs["authors"]["n_images"] for model, (runs, _) in per_model.items()}
+    requested = max((runs["authors"].get("n_requested") or 0) for runs, _ in per_model.values())
+    if all(n >= requested for n in counts.values()):
+        return []
+    listed_counts = ", ".join(f"{model} {n:,}" for model, n in counts.items())
+    return [
+        f"The authors' protocol runs are unfinished (images so far: {listed_counts}, of {requested:,}): with",
+        "so few images most paired verdicts are `=`, so an *open* claim there is undecided, not refuted. The",
+        "runs go on with the command under each table.",
+        "",
+    ]
 
 
 def _authors_status(results: Results, content: PageContent) -> list[str]:
