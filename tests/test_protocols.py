@@ -27,11 +27,16 @@ def _data(folder):
     return listing
 
 
+def _evaluate(listing, *more):
+    """``micam evaluate`` on the listing, on the CPU, decoding in this process."""
+    return ["evaluate", "--data", str(listing), "--device", "cpu", "--loader-workers", "0", *more]
+
+
 def test_the_authors_protocol_sets_every_switch_and_each_can_be_overridden(tmp_path, tiny_zoo):
     seen = tiny_zoo
     listing = _data(tmp_path)
     out = tmp_path / "authors"
-    argv = ["evaluate", "--data", str(listing), "--out", str(out), "--device", "cpu", "--loader-workers", "0"]
+    argv = _evaluate(listing, "--out", str(out))
     argv += ["--methods", "grad-cam,mi-cam", "--metrics", "drop-increase,deletion-insertion,localization"]
     assert main([*argv, "--protocol", "authors", "--steps", "4"]) == 0
     settings = json.loads((out / "settings.json").read_text())
@@ -59,7 +64,7 @@ def test_the_authors_protocol_sets_every_switch_and_each_can_be_overridden(tmp_p
 def test_a_run_made_before_the_switches_resumes_as_it_was_made(tmp_path, tiny_zoo):
     listing = _data(tmp_path)
     out = tmp_path / "old"
-    argv = ["evaluate", "--data", str(listing), "--out", str(out), "--device", "cpu", "--loader-workers", "0"]
+    argv = _evaluate(listing, "--out", str(out))
     argv += ["--methods", "grad-cam", "--metrics", "deletion-insertion", "--steps", "4"]
     assert main([*argv, "--limit", "2"]) == 0
     settings = json.loads((out / "settings.json").read_text())
@@ -75,7 +80,7 @@ def test_a_run_made_before_the_switches_resumes_as_it_was_made(tmp_path, tiny_zo
 def test_a_resumed_run_gains_methods_and_keeps_its_rows_byte_for_byte(tmp_path, tiny_zoo):
     listing = _data(tmp_path)
     out = tmp_path / "run"
-    argv = ["evaluate", "--data", str(listing), "--out", str(out), "--device", "cpu", "--loader-workers", "0"]
+    argv = _evaluate(listing, "--out", str(out))
     argv += ["--metrics", "drop-increase,deletion-insertion,sanity", "--steps", "4", "--sanity-images", "1"]
     assert main([*argv, "--methods", "grad-cam,random"]) == 0
     before = {name: (out / name).read_text().splitlines() for name in ("per_image.csv", "curves.csv", "sanity.csv")}
@@ -116,7 +121,7 @@ def test_column_max_is_the_authors_np_max_over_rows_with_no_relu():
 def test_a_resumed_run_gains_metrics_with_its_rows_byte_for_byte_and_the_values_of_a_full_run(tmp_path, tiny_zoo):
     listing = _data(tmp_path)
     out, full = tmp_path / "run", tmp_path / "full"
-    argv = ["evaluate", "--data", str(listing), "--device", "cpu", "--loader-workers", "0", "--steps", "4"]
+    argv = _evaluate(listing, "--steps", "4")
     argv += ["--batch-size", "2"]
     gained = "drop-increase,deletion-insertion,area-matched,channel-sum-correlation"
     first = ["--methods", "grad-cam,mi-cam", "--metrics", "drop-increase,deletion-insertion"]
@@ -155,7 +160,7 @@ def test_a_resumed_run_gains_metrics_with_its_rows_byte_for_byte_and_the_values_
 def test_an_extension_may_cover_the_first_images_only_and_every_finished_image_still_counts(tmp_path, tiny_zoo):
     listing = _data(tmp_path)
     out = tmp_path / "run"
-    argv = ["evaluate", "--data", str(listing), "--device", "cpu", "--loader-workers", "0", "--steps", "4"]
+    argv = _evaluate(listing, "--steps", "4")
     argv += ["--out", str(out), "--batch-size", "1"]
     assert main([*argv, "--methods", "grad-cam", "--metrics", "drop-increase"]) == 0
     before = (out / "per_image.csv").read_bytes()

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from micam.evaluation.files import ADDED, ADDED_KEYS, EXTENSION, PER_IMAGE, SETTINGS, read_csv, read_json
+from micam.evaluation.files import ADDED, ADDED_KEYS, EXTENSION, PER_IMAGE, SETTINGS, csv_header, read_csv, read_json
 
 
 def read_rows(out: str | Path) -> list[dict[str, str]]:
@@ -33,6 +33,11 @@ def finished_rows(out: str | Path, base_methods: Sequence[str], added: Sequence[
             whole = all(row.get(column) for column in added)
             kept.append(row if whole else {k: v for k, v in row.items() if k not in added})
     return [row for row in kept if row["method"] in base_methods or all(c in row for c in added)]
+
+
+def added_columns(out: str | Path) -> list[str]:
+    """The metric columns a resumed run added (per_image_added.csv's, after image and method)."""
+    return csv_header(Path(out) / ADDED)[len(ADDED_KEYS) :]
 
 
 def settings_extension(out: str | Path) -> dict[str, Any] | None:

@@ -162,7 +162,7 @@ class Step:
         running = [name for name in self.explainers if methods is None or name in methods]
         explained: dict[str, tuple[Tensor, float]] = {}  # maps made before their turn (with their time)
         channel_sum = None
-        if self.channel_sum is not None:
+        if self.channel_sum is not None and (groups is None or ChannelSumCorrelation.group in groups):
             explained["channel-sum"] = self._explain(self.channel_sum, images, targets, keys)
             channel_sum = explained["channel-sum"][0]
         shared = [

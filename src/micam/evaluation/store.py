@@ -52,7 +52,7 @@ from micam.evaluation.files import (
     rewrite_csv,
     write_atomically,
 )
-from micam.evaluation.rows import finished_images, finished_rows, read_rows, settings_extension
+from micam.evaluation.rows import added_columns, finished_images, finished_rows, read_rows, settings_extension
 from micam.evaluation.settings import comparable
 from micam.evaluation.tables import markdown_report
 from micam.metrics import summarize
@@ -107,6 +107,7 @@ class RunStore:
         self.columns = [*ROW_KEYS, *self.metrics]  # per_image.csv's (a resumed run keeps the file's own)
         self.added: list[str] = []  # metric columns in per_image_added.csv
         self.base_methods: list[str] = []  # every finished image has these methods' rows
+        self.extension: dict[str, Any] | None = None  # the run before its first gain (settings.json's EXTENSION)
         self.earlier = Earlier()
         self._lock_handle: IO[str] | None = None
         self.missing: dict[str, ToDo] = {}  # finished image -> what a resumed run gained for it
@@ -139,6 +140,7 @@ class RunStore:
         base = saved.get(EXTENSION)
         if base is None and saved and any(set(settings.get(k) or ()) - set(saved.get(k) or ()) for k in gained):
             base = {"methods": earlier_methods, "metrics": list(saved.get("metrics") or [])}
+        self.extension = base
         self.base_methods = list(base["methods"]) if base else list(methods)
         write_atomically(self.path(SETTINGS), json.dumps(settings | ({EXTENSION: base} if base else {}), indent=2))
         rows = read_csv(existing)
@@ -196,7 +198,7 @@ class RunStore:
         if not header:
             return
         self.columns = header
-        earlier = csv_header(self.path(ADDED))[len(ADDED_KEYS) :]
+        earlier = added_columns(self.out)
         self.added = [*earlier, *(m for m in self.metrics if m not in header and m not in earlier)]
 
     def _complete_added(self, complete: set[str]) -> dict[tuple[str, str], dict[str, str]]:
@@ -304,7 +306,7 @@ class RunStore:
         results = {
             "model": model,
             "n_images": len(first),
-            **({EXTENSION: settings_extension(self.out)} if self.base_methods != list(methods) or self.added else {}),
+            **({EXTENSION: self.extension} if self.base_methods != list(methods) or self.added else {}),
             "n_requested": max(n_requested, len(first)),  # an extension of the first images asks for fewer
             "settings": settings,
             "methods": summaries,
@@ -383,7 +385,7 @@ def refresh_statistics(out: str | Path) -> bool:
     results = read_results(folder / RESULTS)
     methods = list(results["methods"])
     base = settings_extension(folder) or {"methods": methods}
-    rows = finished_rows(folder, base["methods"], csv_header(folder / ADDED)[len(ADDED_KEYS) :])
+    rows = finished_rows(folder, base["methods"], added_columns(folder))
     results["paired"] = _paired(rows, methods)
     text, report = json.dumps(results, indent=2, allow_nan=True), markdown_report(results)
     changed = (folder / RESULTS).read_text() != text or (folder / REPORT).read_text() != report

@@ -66,6 +66,11 @@ def claim_outcomes(claims: Mapping[str, str], said: Mapping[str, str]) -> dict[s
     return counts
 
 
+def _paper_for(papers: Sequence[PaperTable], metric: str) -> PaperTable | None:
+    """The first of the paper's tables that quotes MI-CAM on ``metric``."""
+    return next((p for p in papers if FOCUS in (p.values.get(metric) or {})), None)
+
+
 def _paper_rank(paper: PaperTable, metric: str) -> int:
     values, higher = paper.values[metric], COMPARED_METRICS[metric]
     own = values[FOCUS]
@@ -99,7 +104,7 @@ def protocol_table(model: str, runs: Mapping[str, Results], papers: Sequence[Pap
     )
     lines = [header + " |", "|---" * (2 + 2 * len(protocols)) + "|"]
     for metric in PAPER_METRICS:
-        paper = next((p for p in papers if FOCUS in (p.values.get(metric) or {})), None)
+        paper = _paper_for(papers, metric)
         quoted = (
             f"{formatted(metric, paper.values[metric][FOCUS])} (#{_paper_rank(paper, metric)}, {paper.source})"
             if paper
@@ -115,13 +120,6 @@ def protocol_table(model: str, runs: Mapping[str, Results], papers: Sequence[Pap
         arrow = "↑" if COMPARED_METRICS[metric] else "↓"
         lines.append(f"| {NAMES[metric]} {arrow} | {quoted} | " + " | ".join(cells) + " |")
     return lines
-
-
-def control_verdicts(results: Results, metric: str) -> dict[str, str]:
-    """Control -> MI-CAM's paired verdict against it on ``metric`` (the controls the run has)."""
-    differences = (results.get("paired") or {}).get("differences") or {}
-    higher = COMPARED_METRICS[metric]
-    return {c: verdict(differences[c][metric], higher) for c in CONTROLS if metric in differences.get(c, {})}
 
 
 def controls_table(runs: Mapping[str, Results]) -> list[str]:
@@ -176,7 +174,7 @@ def claims_paragraph(per_model: Mapping[str, tuple[Mapping[str, Results], Sequen
             tally = {"hold": 0, "reversed": 0, "open": 0}
             for runs, papers in per_model.values():
                 results = runs.get(protocol)
-                paper = next((p for p in papers if FOCUS in (p.values.get(metric) or {})), None)
+                paper = _paper_for(papers, metric)
                 if results is None or paper is None or metric not in results["methods"].get(FOCUS, {}):
                     continue
                 for key, count in claim_outcomes(paper_claims(paper, metric), verdicts(results, metric)).items():
@@ -211,7 +209,6 @@ __all__ = [
     "PaperTable",
     "claim_outcomes",
     "claims_paragraph",
-    "control_verdicts",
     "controls_table",
     "paper_claims",
     "protocol_runs",
