@@ -43,3 +43,18 @@ def test_reports_name_the_device_one_way():
     name = device_name("cpu")
     assert name.startswith("CPU ") and name.endswith(f", {torch.get_num_threads()} threads")
     assert device_name(torch.device("cpu")) == name
+
+
+def test_mi_cam_to_grad_cam_ratio_is_checked_at_every_batch_size():
+    from micam.benchmark.result import ratios
+
+    def row(model, batch, method, seconds):
+        return {"model": model, "batch": batch, "method": method, "median_s": seconds, "skipped": False}
+
+    results = [row("mobilenet_v2", 1, "grad_cam", 0.010), row("mobilenet_v2", 1, "mi_cam", 0.019)]
+    results += [row("mobilenet_v2", 32, "grad_cam", 0.300), row("mobilenet_v2", 32, "mi_cam", 0.660)]
+    results += [row("vgg16", 1, "grad_cam", 0.100), row("vgg16", 1, "mi_cam", 0.110)]
+    found = {(line["model"], line["ratio"]): (round(line["value"], 6), line["met"]) for line in ratios(results)}
+    assert found[("mobilenet_v2", "MI-CAM / Grad-CAM")] == (1.9, True)
+    assert found[("mobilenet_v2", "MI-CAM / Grad-CAM, batch 32")] == (2.2, False)
+    assert found[("vgg16", "MI-CAM / Grad-CAM")] == (1.1, False)  # VGG-16's bound is 1.0

@@ -220,6 +220,13 @@ def test_evaluate_end_to_end_resumes_and_skips_bad_images(tmp_path, capsys, monk
     assert stages[-1]["spearman"] < 0.9
     report = (out / "results.md").read_text()
     assert "Table 1" in report and "Table 2" in report and "Table 3" in report and "| mi-cam |" in report
+    # The resumed session's profile (its third image is not one of the counterfactual ones): its
+    # seconds per stage, most costly first, within its own time.
+    profile = results["runs"][-1]["stage_seconds"]
+    assert {"predict", "explain grad-cam", "explain mi-cam", "deletion-insertion mi-cam"} <= set(profile)
+    assert not any(name.startswith("counterfactual") for name in profile)
+    assert list(profile.values()) == sorted(profile.values(), reverse=True)
+    assert 0 < sum(profile.values()) <= results["runs"][-1]["seconds"]
     assert main([*common, "--limit", "3", "--resume", "--steps", "5"]) == 2  # other settings: no resume
     assert "settings differ" in capsys.readouterr().err
     # A run cut in the middle of a batch: that batch is neither in the CSV nor in the summaries.

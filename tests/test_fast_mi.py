@@ -107,6 +107,66 @@ def test_block_counts_equal_sklearn_on_block_replicated_maps():
         assert ours[k].item() == pytest.approx(mutual_info_score(g, block), rel=1e-9, abs=1e-12)
 
 
+def _adversarial_maps(h: int, w: int) -> torch.Tensor:
+    """Maps whose upsampled values sit on or next to bin boundaries, or round in unusual steps."""
+    generator = torch.Generator().manual_seed(h * 100 + w)
+    ramp = torch.arange(h * w, dtype=torch.float32).reshape(h, w)
+    noise = torch.randn(8, h, w, generator=generator)
+    edge = torch.full((h, w), 7.0)
+    edge.view(-1)[0], edge.view(-1)[-1] = 3.0, 11.0
+    return torch.stack(
+        [
+            ramp,  # a ramp: rows of values spread evenly over the bins
+            ramp.round() * 3 - 40,  # integer values, negative and positive: edges land on bin boundaries
+            -noise[0].abs(),  # all non-positive
+            noise[1] * 1e-40,  # subnormal values: rounding in absolute steps
+            noise[2] * 1e30,
+            torch.full((h, w), 7.0),  # constant non-zero: upsampled values may differ in the last bit
+            (noise[3] - 1.5).relu(),  # mostly zero
+            noise[4].relu() * (torch.rand(h, w, generator=generator) < 0.2),  # isolated peaks
+            edge,  # 7 everywhere but a 3 and an 11: 7 is a bin edge, and upsampled 7s round to either side
+        ]
+    )[None]
+
+
+@needs_fused
+def test_tiled_binned_kernel_bounds_cover_rounding_across_a_bin_edge():
+    """Maps within a few ulps of 7, a bin edge (lo 3, hi 11, 4 bins): computed pixels inside a tile round
+    beyond its computed corners, so tile bounds without their rounding slack miscount some of these."""
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(23):  # the 23rd batch's map 29 is one that the bounds without slack miscount
+        maps = 7.0 + torch.randint(-40, 41, (1, 64, 7, 7), generator=generator).float() * 2**-21
+        batches.append(maps * (1 + torch.rand(1, 64, 1, 1, generator=generator) * 1e-3))
+    maps = torch.cat(batches, dim=1)
+    maps[..., 0, 0], maps[..., -1, -1] = 3.0, 11.0
+    gray = _gray(1, (224, 224))
+    ours = upsampled_mutual_information(maps, gray, "bilinear", "binned", bins=4, route="fused")
+    torch.testing.assert_close(ours, _straightforward(maps, gray, "bilinear", "binned", 4), rtol=1e-10, atol=1e-13)
+
+
+# Shapes where ATen's bilinear kernel rounds as the fused one (whole scale factors), and others (nearest only).
+TILED_BILINEAR = [((7, 7), (224, 224)), ((14, 14), (224, 224)), ((28, 28), (224, 224)), ((4, 6), (64, 96))]
+TILED_NEAREST = [((13, 17), (200, 224)), ((5, 5), (17, 31)), ((1, 1), (9, 9)), ((3, 4), (5, 6)), ((30, 20), (20, 16))]
+
+
+@needs_fused
+@pytest.mark.parametrize(
+    ("map_size", "size", "mode"),
+    [(*shape, "bilinear") for shape in TILED_BILINEAR]
+    + [(*shape, "nearest") for shape in TILED_BILINEAR + TILED_NEAREST],
+)
+@pytest.mark.parametrize("bins", [4, 32, 256])
+def test_tiled_binned_kernel_counts_every_pixel_as_the_straightforward_computation(map_size, size, mode, bins):
+    """Tiles inside one bin are counted at once: the MI must be that of equal counts (agreement to
+    1e-10, where one pixel counted in another bin moves it by more than 1e-8)."""
+    maps = _adversarial_maps(*map_size)
+    for gray in (_gray(1, size), _gray(1, size, levels=3)):
+        ours = upsampled_mutual_information(maps, gray, mode, "binned", bins=bins, route="fused")
+        expected = _straightforward(maps, gray, mode, "binned", bins)
+        torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-13)
+
+
 def test_fused_route_refuses_what_it_cannot_do_exactly():
     maps, gray = _maps(1, 8, 7, 7), _gray(1, (56, 56))
     with pytest.raises(RuntimeError, match="fused route"):

@@ -1,10 +1,11 @@
 """Numba kernels fusing upsampling, coding and histogramming; imported only when numba is installed.
 
-Each kernel walks one activation map at a time (threads split the maps), so no more than one upsampled
-map per thread ever exists. The bilinear value of each pixel is computed with the same operations, in
-the same order and with the same fused multiply-adds as ATen's CPU kernel (checked bit for bit at run
-time by ``micam.estimators.fused`` before this path is trusted), so the bins are those of the
-straightforward computation.
+Each kernel walks one activation map at a time (threads split the maps), and never holds a whole
+upsampled map. The bilinear value of each pixel is computed with the same operations, in the same order
+and with the same fused multiply-adds as ATen's CPU kernel (checked bit for bit at run time by
+``micam.estimators.fused`` before this path is trusted), so the bins are those of the straightforward
+computation. The binned kernel upsamples and counts pixel by pixel only the tiles whose values straddle
+a bin boundary; a tile inside one bin adds its gray counts at once (``binned_tile_sums``).
 """
 
 from __future__ import annotations
@@ -103,8 +104,46 @@ def upsample_maps(
     return out
 
 
+@njit(inline="always")
+def _pixel(rows: F32, r0: I64, r1: I64, a0: F32, a1: F32, i: int, j: int) -> np.float32:
+    """The bilinear value of output pixel (i, j) from the horizontally interpolated source rows."""
+    return _fma(a0[i], rows[r0[i], j], a1[i] * rows[r1[i], j])
+
+
+@njit(inline="always")
+def _code(value: np.float32, lo: np.float32, scale: np.float32, top_bin: np.int32) -> np.int32:
+    """The bin of ``value``, with the same roundings as ``equal_width_bin_codes``; monotone in ``value``."""
+    return min(np.int32(np.float32(np.float32(value - lo) * scale)), top_bin)  # >= lo: truncation is floor
+
+
+@njit(inline="always")
+def _row_codes(out: I32, top: F32, bottom: F32, w_top: np.float32, w_bottom: np.float32, gray: I32, lo: np.float32,
+               scale: np.float32, top_bin: np.int32, bins: int) -> None:  # fmt: skip
+    """Joint codes (map bin * bins + gray bin) of one output row (a loop the compiler vectorizes)."""
+    for t in range(out.shape[0]):
+        out[t] = _code(_fma(w_top, top[t], w_bottom * bottom[t]), lo, scale, top_bin) * bins + gray[t]
+
+
+@njit(inline="always")
+def _row_range(top: F32, bottom: F32, w_top: np.float32, w_bottom: np.float32, lo: np.float32, hi: np.float32
+               ) -> tuple[np.float32, np.float32]:  # fmt: skip
+    for t in range(top.shape[0]):
+        value = _fma(w_top, top[t], w_bottom * bottom[t])
+        lo = min(lo, value)
+        hi = max(hi, value)
+    return lo, hi
+
+
+# A computed bilinear value lies within about 6.3 float32 ulps of the largest corner magnitude M of its cell
+# from the exact one, which lies between the exact values at the corners of any rectangle of pixels
+# inside the cell. A tile's bounds are its computed corner pixels widened by M * 2^-19 (32 ulps: over twice
+# both errors) plus 2^-140 (subnormal values round in absolute, not relative, steps).
+_RELATIVE_SLACK = 2.0**-19
+_ABSOLUTE_SLACK = 2.0**-140
+
+
 @njit(nogil=True, cache=True)
-def binned_sums(
+def binned_tile_sums(
     acts: F32,
     image_of_map: I64,
     gray_codes: I32,
@@ -119,6 +158,9 @@ def binned_sums(
     nearest: bool,
     bins: int,
     xlogx_table: F64,
+    tile_rows: I64,
+    tile_cols: I64,
+    tile_gray: I32,
     start: int,
     stop: int,
     s_a: F64,
@@ -126,31 +168,144 @@ def binned_sums(
     constant: Bools,
 ) -> None:
     """For maps start:stop, fill the sum of c*log(c) over its bin counts (s_a) and over the joint (map
-    bin, gray bin) counts (s_ab), and whether all its pixels fall in bin 0 (constant).
-    ``gray_codes`` (B, H*W) holds each image's gray bins; ``xlogx_table[k]`` = k log k for k <= H*W.
-    Releases the GIL: callers run slices in threads."""
+    bin, gray bin) counts (s_ab), and whether all its pixels fall in bin 0 (constant): the counts of
+    upsampling every pixel and coding it, without doing so for most pixels.
+
+    The output is cut into tiles (``tile_rows`` / ``tile_cols``: [first, stop) output rows / columns,
+    each inside one source row's / column's band, so one source cell covers a tile). Within a tile the
+    exact bilinear function is bilinear in the pixel's two weights, so its extremes lie at the tile's
+    corners: the computed corners, widened by the rounding bound above, bound every computed pixel. The
+    map's exact min and max come from the tiles that can hold them; then a tile whose bounds fall in one
+    bin adds its gray counts (``tile_gray[image, tile]``) to that bin's row, and only the other tiles'
+    pixels are upsampled, coded and counted. The counts, and so the sums, are those of the
+    straightforward computation (bins are monotone in the value). Releases the GIL: callers run slices
+    in threads.
+    """
     h = acts.shape[1]
+    w = acts.shape[2]
     big_w = c0.shape[0]
     n = r0.shape[0] * big_w
+    n_r = tile_rows.shape[0]
+    n_c = tile_cols.shape[0]
     fbins = np.float32(bins)
     top_bin = np.int32(bins - 1)
-    u = np.empty(n, np.float32)
     rows = np.empty((h, big_w), np.float32)
     joint = np.zeros(bins * bins, np.int32)
-    codes = np.empty(n, np.int32)
+    low = np.empty((n_r, n_c), np.float64)
+    high = np.empty((n_r, n_c), np.float64)
+    exact = np.empty((n_r, n_c), np.bool_)
+    magnitude = np.empty((h, w), np.float64)
+    sign = np.empty((h, w), np.int8)
+    codes = np.empty(big_w, np.int32)
+    mixed = np.empty(n_c, np.bool_)
     for m in range(start, stop):
-        lo, hi = _upsample_into(acts[m], rows, u, r0, r1, a0, a1, c0, c1, b0, b1, nearest)
+        x = acts[m]
+        image = image_of_map[m]
+        gray = gray_codes[image]
+        if not nearest:
+            for r in range(h):  # horizontal pass once per source row
+                for j in range(big_w):
+                    rows[r, j] = _fma(b0[j], x[r, c0[j]], b1[j] * x[r, c1[j]])
+        for r in range(h):  # per source cell: the largest corner magnitude, and the corners' common sign
+            below = min(r + 1, h - 1)
+            for c in range(w):
+                right = min(c + 1, w - 1)
+                small = min(min(x[r, c], x[below, c]), min(x[r, right], x[below, right]))
+                large = max(max(x[r, c], x[below, c]), max(x[r, right], x[below, right]))
+                magnitude[r, c] = max(abs(np.float64(small)), abs(np.float64(large)))
+                sign[r, c] = 1 if small >= 0 else (-1 if large <= 0 else 0)
+        lo = np.float32(np.inf)
+        hi = np.float32(-np.inf)
+        lowest = np.inf  # the smallest lower bound of an inexact tile, and which tile has it
+        highest = -np.inf
+        lowest_tile = -1
+        highest_tile = -1
+        for tr in range(n_r):
+            i0 = tile_rows[tr, 0]
+            i1 = tile_rows[tr, 1] - 1
+            for tc in range(n_c):
+                j0 = tile_cols[tc, 0]
+                j1 = tile_cols[tc, 1] - 1
+                r = r0[i0]
+                c = c0[j0]
+                if nearest or magnitude[r, c] == 0.0:  # one value for the whole tile: exact
+                    value = x[r, c] if nearest else np.float32(0.0)
+                    low[tr, tc] = value
+                    high[tr, tc] = value
+                    exact[tr, tc] = True
+                    lo = min(lo, value)
+                    hi = max(hi, value)
+                    continue
+                p0 = np.float64(_pixel(rows, r0, r1, a0, a1, i0, j0))
+                p1 = np.float64(_pixel(rows, r0, r1, a0, a1, i0, j1))
+                p2 = np.float64(_pixel(rows, r0, r1, a0, a1, i1, j0))
+                p3 = np.float64(_pixel(rows, r0, r1, a0, a1, i1, j1))
+                slack = magnitude[r, c] * _RELATIVE_SLACK + _ABSOLUTE_SLACK
+                small = min(min(p0, p1), min(p2, p3)) - slack
+                large = max(max(p0, p1), max(p2, p3)) + slack
+                if sign[r, c] > 0:  # non-negative corners and weights: no value rounds below 0
+                    small = max(small, 0.0)
+                elif sign[r, c] < 0:
+                    large = min(large, 0.0)
+                low[tr, tc] = small
+                high[tr, tc] = large
+                exact[tr, tc] = False
+                if small < lowest:
+                    lowest = small
+                    lowest_tile = tr * n_c + tc
+                if large > highest:
+                    highest = large
+                    highest_tile = tr * n_c + tc
+        # The exact min and max of the computed pixels: the two most promising tiles first, then any
+        # tile whose bounds could still beat what they gave.
+        for sweep in range(2):
+            for tr in range(n_r):
+                for tc in range(n_c):
+                    tile = tr * n_c + tc
+                    promising = tile in (lowest_tile, highest_tile)
+                    if exact[tr, tc] or (sweep == 0) != promising:
+                        continue
+                    if sweep == 1 and low[tr, tc] >= lo and high[tr, tc] <= hi:
+                        continue
+                    j0 = tile_cols[tc, 0]
+                    j1 = tile_cols[tc, 1]
+                    for i in range(tile_rows[tr, 0], tile_rows[tr, 1]):
+                        lo, hi = _row_range(rows[r0[i], j0:j1], rows[r1[i], j0:j1], a0[i], a1[i], lo, hi)
         span = np.float32(hi - lo)
         # torch evaluates ``bins / span`` as reciprocal(span) * bins: the same two roundings here.
         scale = np.float32(np.float32(np.float32(1.0) / span) * fbins) if span > 0 else np.float32(0.0)
-        g = gray_codes[image_of_map[m]]
-        # Codes first (a loop the compiler can vectorize), then the increments.
-        for p in range(n):
-            level = np.int32(np.float32(np.float32(u[p] - lo) * scale))  # >= 0: truncation is floor
-            codes[p] = min(level, top_bin) * bins + g[p]
         joint[:] = 0
-        for p in range(n):
-            joint[codes[p]] += 1
+        if np.isinf(scale):  # a span of (near-)subnormal values: every pixel, (value - lo) / span * bins
+            for i in range(r0.shape[0]):
+                for j in range(big_w):
+                    value = x[r0[i], c0[j]] if nearest else _pixel(rows, r0, r1, a0, a1, i, j)
+                    level = np.int32(np.float32(np.float32(np.float32(value - lo) / span) * fbins))
+                    joint[min(level, top_bin) * bins + gray[i * big_w + j]] += 1
+        else:
+            for tr in range(n_r):
+                any_mixed = False
+                for tc in range(n_c):
+                    first = _code(np.float32(max(low[tr, tc], np.float64(lo))), lo, scale, top_bin)
+                    last = _code(np.float32(min(high[tr, tc], np.float64(hi))), lo, scale, top_bin)
+                    mixed[tc] = first != last
+                    if first == last:  # every pixel of the tile is in bin ``first``: add its gray counts
+                        counts = tile_gray[image, tr * n_c + tc]
+                        base = first * bins
+                        for q in range(bins):
+                            joint[base + q] += counts[q]
+                    else:
+                        any_mixed = True
+                if not any_mixed:
+                    continue
+                for i in range(tile_rows[tr, 0], tile_rows[tr, 1]):
+                    p = i * big_w
+                    _row_codes(
+                        codes, rows[r0[i]], rows[r1[i]], a0[i], a1[i], gray[p : p + big_w], lo, scale, top_bin, bins
+                    )
+                    for tc in range(n_c):
+                        if mixed[tc]:
+                            for j in range(tile_cols[tc, 0], tile_cols[tc, 1]):
+                                joint[codes[j]] += 1
         s_a_total = 0.0
         s_ab_total = 0.0
         for k in range(bins):

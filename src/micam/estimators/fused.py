@@ -4,9 +4,11 @@
 ``mutual_information(upsample(activations, gray.shape[1:], mode).flatten(2), gray.flatten(1)[:, None])``
 (to float64 rounding of the final sums) by one of two exact routes:
 
-* fused (CPU, float32, numba installed): one kernel per map upsamples, codes and histograms in a
-  thread-local buffer. Bilinear pixels are computed with ATen's own arithmetic (verified bit for bit
-  against ``F.interpolate`` once per shape; on a mismatch the chunked route is used). With nearest
+* fused (CPU, float32, numba installed): one kernel per map upsamples, codes and histograms in
+  thread-local buffers, pixel by pixel only in the 16 x 16 tiles whose values straddle a bin edge (a
+  tile inside one bin adds its gray counts at once). Bilinear pixels are computed with ATen's own
+  arithmetic (verified bit for bit against ``F.interpolate`` once per shape; on a mismatch the chunked
+  route is used). With nearest
   upsampling and the distinct-value estimator each map is constant on the block of pixels copied from
   one cell, so the contingency table is assembled from per-cell gray counts (computed once per image)
   instead of per-pixel codes: the per-map work is O(cells), plus the cells that share a value.
@@ -206,12 +208,38 @@ def fused_binned(
     maps, image_of_map = _map_inputs(activations)
     s_a, s_ab = torch.zeros(batch, channels, dtype=torch.float64), torch.zeros(batch, channels, dtype=torch.float64)
     constant = torch.zeros(batch, channels, dtype=torch.bool)
-    arguments = (maps, image_of_map, gray_codes.to(torch.int32).contiguous().numpy(), *_plan(h, w, *size, mode))
-    outputs = (s_a.view(-1).numpy(), s_ab.view(-1).numpy(), constant.view(-1).numpy())
+    plan = _plan(h, w, *size, mode)
+    tile_rows, tile_cols = _tiles(torch.from_numpy(plan[0])), _tiles(torch.from_numpy(plan[4]))
+    # Each image's gray counts per tile: (B, tiles, bins).
+    tile_of_pixel = _tile_index(tile_rows, size[0])[:, None] * len(tile_cols) + _tile_index(tile_cols, size[1])
+    keys = tile_of_pixel.reshape(1, n) * bins + gray_codes
+    tile_gray = torch.zeros(batch, len(tile_rows) * len(tile_cols) * bins, dtype=torch.int32)
+    tile_gray.scatter_add_(1, keys, torch.ones(1, dtype=torch.int32).expand(keys.shape))
+    arguments = (maps, image_of_map, gray_codes.to(torch.int32).contiguous().numpy(), *plan, mode == "nearest", bins)
     table = _xlogx(torch.arange(n + 1, dtype=torch.float64)).numpy()
-    _in_threads(kernels.binned_sums, (*arguments, mode == "nearest", bins, table), outputs, batch * channels)
+    tiles = (tile_rows.numpy(), tile_cols.numpy(), tile_gray.view(batch, -1, bins).numpy())
+    outputs = (s_a.view(-1).numpy(), s_ab.view(-1).numpy(), constant.view(-1).numpy())
+    _in_threads(kernels.binned_tile_sums, (*arguments, table, *tiles), outputs, batch * channels)
     constant |= gray_constant[:, None]
     return _finish_binned(s_a, s_b[:, None].expand(batch, channels), s_ab, constant, n, normalized)
+
+
+_TILE = 16  # output pixels per tile side: small enough that most tiles fall in one bin, large enough to pay
+
+
+def _tiles(source: Tensor) -> Tensor:
+    """(T, 2) [first, stop) output positions of each tile along one axis: runs of positions that read the
+    same first source index (``source``, non-decreasing), cut into pieces of at most ``_TILE``."""
+    starts = torch.cat([torch.zeros(1, dtype=torch.int64), (source[1:] != source[:-1]).nonzero()[:, 0] + 1])
+    stops = torch.cat([starts[1:], torch.tensor([source.numel()])])
+    pieces = [(a, min(a + _TILE, stop)) for begin, stop in zip(starts.tolist(), stops.tolist(), strict=True)
+              for a in range(begin, stop, _TILE)]  # fmt: skip
+    return torch.tensor(pieces, dtype=torch.int64)
+
+
+def _tile_index(tiles: Tensor, length: int) -> Tensor:
+    """The tile of each position 0:length along one axis."""
+    return torch.repeat_interleave(torch.arange(len(tiles)), tiles[:, 1] - tiles[:, 0], output_size=length)
 
 
 def _in_threads(

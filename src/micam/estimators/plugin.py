@@ -178,7 +178,11 @@ def _bin_index(x: Tensor, bins: int) -> Tensor:
     lo = x.amin(dim=-1, keepdim=True)
     span = x.amax(dim=-1, keepdim=True) - lo
     scale = torch.where(span > 0, bins / torch.where(span > 0, span, 1), torch.zeros_like(span))
-    return (x - lo).mul_(scale).floor_().clamp_(0, bins - 1)
+    offsets = x - lo
+    overflow = torch.isinf(scale)  # bins / span overflows for spans of (near-)subnormal values: divide instead
+    if bool(overflow.any()):
+        return torch.where(overflow, offsets / span * bins, offsets * scale).floor_().clamp_(0, bins - 1)
+    return offsets.mul_(scale).floor_().clamp_(0, bins - 1)
 
 
 def dense_ranks(x: Tensor) -> Tensor:

@@ -17,8 +17,9 @@ import hashlib
 import platform
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -46,6 +47,8 @@ class _Context:
     step: Step
     device: torch.device
     workers: list[dict[str, Any]]  # an engine's per-worker device, images and seconds (none for local)
+    # seconds per step stage, over the shards done
+    stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
 def evaluate(settings: EvaluationSettings, log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -134,6 +137,8 @@ def _run(
         """A finished shard: its rows and unreadable images go to the run folder, the summaries are rebuilt."""
         _report_skipped(result.failures, skipped, store)
         store.append(result.rows)
+        for name, seconds in result.stages.items():
+            context.stages[name] += seconds
         write_results()
         progress.advance(result.images)
 
@@ -235,6 +240,7 @@ def _results(
         bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
         settings.engine,
         list(context.workers),
+        dict(context.stages),
     )
     return store.results(
         model=settings.model,

@@ -9,7 +9,9 @@ the same step on its workers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -82,6 +84,20 @@ class Step:
         wanted = any(isinstance(t, ChannelSumCorrelation) for t in next(iter(self.trackers.values()), []))
         own = self.explainers.get("channel-sum")
         self.channel_sum = (own if own is not None else self.method("channel-sum", loaded.model)) if wanted else None
+        # Seconds spent per stage ("predict", "explain <method>", "<metric group> <method>", "counterfactual
+        # <method>") over every batch this step ran: the run's profile (results.json ``runs``).
+        self.stage_seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Adds the seconds of the block to ``stage_seconds[name]`` (after the device's queued work)."""
+        synchronize(self.device)
+        tick = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize(self.device)
+            self.stage_seconds[name] += time.perf_counter() - tick
 
     @property
     def metric_names(self) -> list[str]:
@@ -154,7 +170,8 @@ class Step:
         groups, as ``BatchRows.gained`` rows (a resumed run that gained metrics), default every one."""
         images, keys = batch.images, batch.keys
         scorer = inference_runner(self.loaded.model)  # one checked copy per batch for every metric's passes
-        predicted = self.predicted(images)
+        with self.stage("predict"):
+            predicted = self.predicted(images)
         targets = self.targets(batch.samples, predicted)
         cf_index = [i for i, b in enumerate(batch.boxes) if b and keys[i] in counterfactual_keys]
         if groups is not None and "counterfactual" not in groups:
@@ -163,7 +180,7 @@ class Step:
         explained: dict[str, tuple[Tensor, float]] = {}  # maps made before their turn (with their time)
         channel_sum = None
         if self.channel_sum is not None and (groups is None or ChannelSumCorrelation.group in groups):
-            explained["channel-sum"] = self._explain(self.channel_sum, images, targets, keys)
+            explained["channel-sum"] = self._explain("channel-sum", self.channel_sum, images, targets, keys)
             channel_sum = explained["channel-sum"][0]
         shared = [
             {
@@ -178,12 +195,13 @@ class Step:
         rows = BatchRows()
         for name in running:
             explainer = self.explainers[name]
-            maps, seconds = explained.get(name) or self._explain(explainer, images, targets, keys)
+            maps, seconds = explained.get(name) or self._explain(name, explainer, images, targets, keys)
             values: dict[str, list[float]] = {}
             metric_batch = MetricBatch(images, maps, targets, scorer, batch.boxes, channel_sum)
             for tracker in [t for t in self.trackers[name] if groups is None or t.group in groups]:
                 tracker.reset()  # the store keeps the values; a tracker only computes them
-                found = tracker.update(metric_batch)
+                with self.stage(f"{tracker.group} {name}"):
+                    found = tracker.update(metric_batch)
                 values.update({metric: [float(v) for v in found[metric]] for metric in tracker.names})
                 if isinstance(tracker, DeletionInsertion):
                     for kind in ("deletion", "insertion"):
@@ -199,19 +217,19 @@ class Step:
                     rows.gained.append({"image": row["image"], "method": name} | cells)
             if cf_index and name in METHODS and isinstance(explainer, BaseCAM):
                 actual = explainer.last_weights[cf_index]  # type: ignore[index]  # this batch's weights: not recomputed
-                rows.counterfactual.extend(self._counterfactual(explainer, name, batch, targets, cf_index, actual))
+                with self.stage(f"counterfactual {name}"):
+                    rows.counterfactual.extend(self._counterfactual(explainer, name, batch, targets, cf_index, actual))
         return rows
 
     def _explain(
-        self, explainer: Explainer, images: Tensor, targets: list[int], keys: list[str]
+        self, name: str, explainer: Explainer, images: Tensor, targets: list[int], keys: list[str]
     ) -> tuple[Tensor, float]:
         """An explainer's maps of the batch and its seconds per image (a CAM reads the targets, a
         reference map the keys)."""
-        synchronize(self.device)
-        tick = time.perf_counter()
-        maps = explainer(images, targets=targets, keys=keys)
-        synchronize(self.device)
-        return maps, (time.perf_counter() - tick) / len(keys)
+        before = self.stage_seconds[f"explain {name}"]
+        with self.stage(f"explain {name}"):
+            maps = explainer(images, targets=targets, keys=keys)
+        return maps, (self.stage_seconds[f"explain {name}"] - before) / len(keys)
 
     def warm_up(self, images: Tensor) -> None:
         """One untimed call of every method on one image, so that the first batch's times do not include

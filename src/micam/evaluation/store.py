@@ -87,6 +87,7 @@ class Session:
     cudnn_tf32: bool | None  # None on the CPU
     engine: str = "local"
     workers: list[dict[str, Any]] = field(default_factory=list)  # per worker: device, images, seconds
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # the step's profile (``Step.stage``)
 
 
 @dataclass
@@ -299,6 +300,9 @@ class RunStore:
         }
         if session.engine != "local":
             current |= {"engine": session.engine, "workers": session.workers}
+        if session.stage_seconds:  # most costly first; summed over workers
+            ranked = sorted(session.stage_seconds.items(), key=lambda item: -item[1])
+            current["stage_seconds"] = {name: round(seconds, 2) for name, seconds in ranked}
         if self.missing:  # finished images this session computed gained methods or columns for
             whole = finished_images(rows, methods, self.added)
             current["extended"] = len(whole & set(self.missing))

@@ -86,6 +86,7 @@ class ShardResult:
     device_name: str = ""
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage of the step (``Step.stage``)
 
 
 def readable(decoded: Sequence[Decoded], device: torch.device) -> tuple[Batch | None, dict[str, str]]:
@@ -141,8 +142,10 @@ def run_shard(step: Step, decoded: Sequence[Decoded], job: Job, warm: bool) -> S
     tick = time.perf_counter()
     batch, failures = readable(decoded, step.device)
     rows = BatchRows()
+    before = dict(step.stage_seconds)
     if batch is not None:
         if not warm:
             step.warm_up(batch.images)
         rows = compute(step, batch, job)
-    return ShardResult(rows, failures, len(decoded), seconds=time.perf_counter() - tick)
+    stages = {name: seconds - before.get(name, 0.0) for name, seconds in step.stage_seconds.items()}
+    return ShardResult(rows, failures, len(decoded), seconds=time.perf_counter() - tick, stages=stages)
