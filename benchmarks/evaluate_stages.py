@@ -31,7 +31,8 @@ def profile(src: Path, args: argparse.Namespace, out: Path) -> dict[str, float]:
     command += ["--protocol", args.protocol, "--limit", str(args.images), "--out", str(out)]
     command += ["--counterfactual-images", "0", "--sanity-images", "0", "--loader-workers", "0"]
     tick = time.perf_counter()
-    subprocess.run(command, check=True, env=os.environ | {"PYTHONPATH": str(src)}, stderr=subprocess.DEVNULL)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run(command, check=True, env=os.environ | {"PYTHONPATH": str(src)}, **quiet)
     wall = time.perf_counter() - tick
     run = json.loads((out / "results.json").read_text())["runs"][-1]
     stages: dict[str, float] = defaultdict(float)
@@ -61,7 +62,8 @@ def main() -> None:
     print(f"| stage (s per image, {args.model}, {args.protocol}, {args.images} images) | " + " | ".join(found) + " |")
     print("|---|" + "---|" * len(found))
     for name in names:
-        print(f"| {name} | " + " | ".join(f"{stages.get(name, float('nan')):.3f}" for stages in found.values()) + " |")
+        cells = [f"{stages[name]:.3f}" if name in stages else "-" for stages in found.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     if args.out:
         args.out.write_text(json.dumps({"settings": vars(args), "stages": found}, indent=2, default=str))
 
