@@ -85,7 +85,7 @@ class Step:
         own = self.explainers.get("channel-sum")
         self.channel_sum = (own if own is not None else self.method("channel-sum", loaded.model)) if wanted else None
         # Seconds spent per stage ("predict", "explain <method>", "<metric group> <method>", "counterfactual
-        # <method>") over every batch this step ran: the run's profile (results.json ``runs``).
+        # <method>") since the caller last cleared it (``run_shard``: per shard; the driver sums the shards).
         self.stage_seconds: dict[str, float] = defaultdict(float)
 
     @contextmanager

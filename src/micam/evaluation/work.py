@@ -142,10 +142,10 @@ def run_shard(step: Step, decoded: Sequence[Decoded], job: Job, warm: bool) -> S
     tick = time.perf_counter()
     batch, failures = readable(decoded, step.device)
     rows = BatchRows()
-    before = dict(step.stage_seconds)
+    step.stage_seconds.clear()  # this shard's profile only
     if batch is not None:
         if not warm:
             step.warm_up(batch.images)
         rows = compute(step, batch, job)
-    stages = {name: seconds - before.get(name, 0.0) for name, seconds in step.stage_seconds.items()}
+    stages = dict(step.stage_seconds)
     return ShardResult(rows, failures, len(decoded), seconds=time.perf_counter() - tick, stages=stages)
