@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 
 from conftest import H_G, RGB, TinyCNN, mi_model
 from micam import MICAM, GradCAM
+from micam.estimators.fused import fused_available
 from micam.metrics import (
     blur_box,
     cascading_randomization,
@@ -22,6 +23,7 @@ from micam.metrics import (
     spearman,
     ssim,
 )
+from micam.metrics.similarity import _hog_tensor, _ssim_window_2d
 
 
 def entropy(p: float) -> float:
@@ -46,22 +48,6 @@ def test_ssim_by_hand():
     assert value == pytest.approx((2 * c1 * c2 + k1) / (c1**2 + c2**2 + k1), rel=1e-6)
 
 
-def _ssim_2d_float64(a, b, window=11, sigma=1.5):
-    """SSIM with a 2-D float64 Gaussian window, written out (what micam computed before the separable
-    float32 pass)."""
-    offsets = torch.arange(window, dtype=torch.float64) - window // 2
-    g = torch.exp(-(offsets**2) / (2 * sigma**2))
-    g = g / g.sum()
-    kernel = (g[:, None] * g[None, :])[None, None]
-    x, y = a.double()[:, None], b.double()[:, None]
-    mu_x, mu_y = F.conv2d(x, kernel), F.conv2d(y, kernel)
-    var_x, var_y = F.conv2d(x * x, kernel) - mu_x**2, F.conv2d(y * y, kernel) - mu_y**2
-    cov = F.conv2d(x * y, kernel) - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return index.mean(dim=(1, 2, 3))
-
-
 def test_ssim_equals_the_2d_float64_window_to_1e_6():
     generator = torch.Generator().manual_seed(0)
     for size in ((224, 224), (14, 14), (11, 30)):
@@ -69,7 +55,7 @@ def test_ssim_equals_the_2d_float64_window_to_1e_6():
         b = (0.6 * a + 0.4 * torch.rand(3, *size, generator=generator)) ** 2  # related, not equal
         smooth = F.avg_pool2d(a[:, None], 5, stride=1, padding=2)[:, 0]  # a CAM-like smooth map
         for x, y in ((a, b), (smooth, a), (smooth, smooth * 0.5)):
-            torch.testing.assert_close(ssim(x, y), _ssim_2d_float64(x, y), rtol=0, atol=1e-6)
+            torch.testing.assert_close(ssim(x, y), _ssim_window_2d(x, y), rtol=0, atol=1e-6)
 
 
 def test_hog_of_step_edges_by_hand():
@@ -80,6 +66,35 @@ def test_hog_of_step_edges_by_hand():
     assert descriptor[:, 1:].abs().sum() == 0
     horizontal = vertical.transpose(1, 2)  # angle pi/2 -> bin 4
     assert hog(horizontal).view(4, 9)[:, 4].tolist() == [8.0] * 4
+
+
+@pytest.mark.skipif(not fused_available(), reason="numba is not installed")
+def test_hog_kernel_equals_the_tensor_code():
+    # The numba pass bins by sign tests against the boundaries; the tensor code by atan2. Integer maps
+    # give exact axis gradients (on a boundary when orientations = 6) and zero ones; odd sizes leave
+    # partial cells out; maps smaller than a cell have no cells at all.
+    generator = torch.Generator().manual_seed(0)
+    smooth = F.interpolate(torch.rand(3, 1, 7, 7, generator=generator), size=(224, 224), mode="bilinear")[:, 0]
+    cases = [
+        smooth,
+        smooth.double(),
+        torch.rand(2, 37, 53, generator=generator),
+        torch.randint(-2, 3, (2, 48, 40), generator=generator).float(),
+        (torch.rand(2, 64, 64, generator=generator) > 0.5).float() * -1.0,
+        torch.zeros(1, 16, 16),
+        torch.rand(2, 5, 5, generator=generator),
+    ]
+    for maps in cases:
+        for cell, orientations in ((8, 9), (4, 6), (3, 9)):
+            fast = hog(maps, cell, orientations)
+            assert fast.shape == (maps.shape[0], (maps.shape[1] // cell) * (maps.shape[2] // cell) * orientations)
+            torch.testing.assert_close(fast, _hog_tensor(maps, cell, orientations), rtol=0, atol=1e-12)
+
+
+def test_hog_without_numba_uses_the_tensor_code(monkeypatch):
+    monkeypatch.setenv("MICAM_FUSED", "0")
+    maps = torch.rand(2, 24, 24)
+    assert torch.equal(hog(maps), _hog_tensor(maps, 8, 9))
 
 
 def test_counterfactual_mi_weights_by_hand():

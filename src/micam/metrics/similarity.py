@@ -7,12 +7,15 @@ counterfactual weight comparison.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from micam.estimators import dense_ranks
+from micam.estimators.fused import fused_available
 
 
 def spearman(a: Tensor, b: Tensor) -> Tensor:
@@ -44,9 +47,9 @@ def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range:
     scikit-image asks its users to follow, so small feature-resolution maps can be compared too.
 
     The five local moments of the mean-centred maps are blurred in one float32 pass of two 1-D
-    convolutions (the Gaussian window is separable): 4 to 10 times faster than a 2-D float64 window on
-    224 x 224 maps here, equal to it within about 2e-9 on maps in [0, 1]
-    (``tests/test_counterfactual_sanity.py`` checks 1e-6 against that window, written out)."""
+    convolutions (the Gaussian window is separable): faster than the 2-D float64 window it replaced
+    (``benchmarks/similarity.py``), equal to it within about 2e-9 on maps in [0, 1]
+    (``tests/test_counterfactual_sanity.py`` checks 1e-6 against ``_ssim_window_2d``)."""
     if a.shape != b.shape or a.dim() != 3:
         raise ValueError(f"ssim needs two (B, H, W) maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     fits = min(window, a.shape[-2], a.shape[-1])
@@ -73,9 +76,56 @@ def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range:
     return index.double().mean(dim=(1, 2))
 
 
+def _ssim_window_2d(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> Tensor:
+    """``ssim`` as micam computed it before the separable pass (a 2-D float64 window, maps of at least
+    ``window`` pixels): the reference that the tests and ``benchmarks/similarity.py`` compare against."""
+    offsets = torch.arange(window, dtype=torch.float64, device=a.device) - window // 2
+    g = torch.exp(-(offsets**2) / (2 * sigma**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :])[None, None]
+    x, y = a.double()[:, None], b.double()[:, None]
+    mu_x, mu_y = F.conv2d(x, kernel), F.conv2d(y, kernel)
+    var_x, var_y = F.conv2d(x * x, kernel) - mu_x**2, F.conv2d(y * y, kernel) - mu_y**2
+    cov = F.conv2d(x * y, kernel) - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return index.mean(dim=(1, 2, 3))
+
+
 def hog(maps: Tensor, cell: int = 8, orientations: int = 9) -> Tensor:
     """Histogram-of-oriented-gradients descriptor of (B, H, W) maps: unsigned orientations, one
-    histogram per ``cell`` x ``cell`` block, weighted by gradient magnitude; (B, cells * orientations)."""
+    histogram per ``cell`` x ``cell`` block, weighted by gradient magnitude; (B, cells * orientations).
+
+    On the CPU the float64 maps go through one numba pass (``_hog_kernel``, no arctangent; the same
+    descriptor as the tensor code, compared in ``tests/test_counterfactual_sanity.py``); other devices,
+    or no numba, use the tensor code."""
+    if maps.dim() != 3:
+        raise ValueError(f"hog needs (B, H, W) maps, got {tuple(maps.shape)}")
+    kernel = _hog_kernel() if maps.device.type == "cpu" else None
+    if kernel is None:
+        return _hog_tensor(maps, cell, orientations)
+    values = maps.detach()
+    values = values if values.dtype in (torch.float32, torch.float64) else values.double()
+    x = values.contiguous().numpy()
+    boundaries = np.arange(1, orientations, dtype=np.float64) * (math.pi / orientations)
+    out = np.zeros((maps.shape[0], (maps.shape[1] // cell) * (maps.shape[2] // cell) * orientations))
+    kernel.hog_histograms(x, cell, tuple(np.cos(boundaries)), tuple(np.sin(boundaries)), out)
+    return torch.from_numpy(out)
+
+
+def _hog_kernel() -> Any:
+    """The numba HOG kernel, or None when numba is missing or fused kernels are switched off."""
+    if not fused_available():
+        return None
+    try:
+        from micam.metrics import _hog_kernel
+    except Exception:  # numba absent or incompatible: the tensor code gives the same descriptor
+        return None
+    return _hog_kernel
+
+
+def _hog_tensor(maps: Tensor, cell: int, orientations: int) -> Tensor:
+    """``hog`` in tensor operations on the maps' device (the angle from atan2)."""
     x = maps.double()[:, None]
     gx = F.pad(x[..., :, 2:] - x[..., :, :-2], (1, 1, 0, 0))
     gy = F.pad(x[..., 2:, :] - x[..., :-2, :], (0, 0, 1, 1))
