@@ -140,8 +140,9 @@ def test_imputation_and_road_match_pytorch_grad_cam():
 
     removed = maps[:1] >= 0.4
     theirs = NoisyLinearImputer(noise=0.0)(images[0], (~removed[0]).float())
-    ours = noisy_linear_imputation(images[:1], removed, noise=0.0, tolerance=1e-10)[0]
-    assert (ours - theirs).abs().max().item() < 1e-4
+    for solver in ("direct", "cg"):  # the same sparse system: a direct solve on both sides, and ours by CG
+        ours = noisy_linear_imputation(images[:1], removed, noise=0.0, tolerance=1e-10, solver=solver)[0]
+        assert (ours - theirs).abs().max().item() < (1e-6 if solver == "direct" else 1e-4), solver
 
     percentages = (10, 20, 30, 40, 50, 60, 70, 80, 90)
     result = road(model, images, maps, classes, percentages, noise=0.0, tolerance=1e-10)
@@ -153,6 +154,24 @@ def test_imputation_and_road_match_pytorch_grad_cam():
             expected = torch.from_numpy(metric(images, cams, targets, model, return_diff=False))
             assert (result[f"{order}_curve"][:, i] - expected).abs().max().item() < 1e-4, (order, p)
     torch.testing.assert_close(result["combined"], (result["lerf"] - result["morf"]) / 2)
+
+
+def test_direct_and_conjugate_gradient_imputation_agree():
+    # Isolated holes, a removed block touching two borders, a removed row and a nearly empty image.
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(4, 3, 24, 20, generator=generator)
+    removed = torch.rand(4, 24, 20, generator=generator) < 0.1
+    removed[1, :15, 8:] = True
+    removed[2, 10] = True
+    removed[3] = True
+    removed[3, 23, 0] = False  # one kept pixel: every other one is imputed from it (all equal to it)
+    direct = noisy_linear_imputation(images, removed, noise=0.0, solver="direct")
+    iterative = noisy_linear_imputation(images, removed, noise=0.0, solver="cg", tolerance=1e-12)
+    torch.testing.assert_close(direct, iterative, rtol=0, atol=1e-6)
+    torch.testing.assert_close(direct[3], images[3, :, 23, 0, None, None].expand(3, 24, 20), rtol=0, atol=1e-6)
+    assert torch.equal(noisy_linear_imputation(images[:1], torch.zeros(1, 24, 20, dtype=torch.bool)), images[:1])
+    with pytest.raises(ValueError, match="solver"):
+        noisy_linear_imputation(images, removed, solver="lu")  # type: ignore[arg-type]
 
 
 def test_road_orders_on_a_linear_model():

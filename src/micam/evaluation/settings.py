@@ -16,9 +16,9 @@ from micam.metrics.deletion_insertion import AUC_X, PIXEL_INDEXING, REMOVED_PIXE
 
 # The trackers' groups (micam.metrics.TRACKERS), then the analyses the runner makes itself.
 METRIC_GROUPS = (*(tracker.group for tracker in TRACKERS), "counterfactual", "sanity")
-# ROAD's noisy linear imputation solves 18 linear systems per image and map (about 25 s per 224 x 224
-# image on a 2-core CPU): it runs when asked for (--metrics all, or a list naming road).
-DEFAULT_METRIC_GROUPS = tuple(group for group in METRIC_GROUPS if group != "road")
+# Every group runs by default, ROAD included (18 sparse solves per image and map: about 1.6 s per
+# 224 x 224 image and map on a 2-core CPU, docs/benchmark.md); --metrics picks fewer.
+DEFAULT_METRIC_GROUPS = METRIC_GROUPS
 ALL_METHODS = (*METHODS, *CONTROLS, *REFERENCES)
 # Settings that may differ between a run and its resumption (they do not change any number); the data
 # is compared by content (data_fingerprint), not by the path it was given under.

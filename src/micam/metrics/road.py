@@ -5,10 +5,13 @@ relevant first (LeRF), at a set of percentages.
 
 Imputation: each removed pixel becomes the weighted mean of its 8 neighbours inside the image (edge
 neighbours 1/6, corner ones 1/12, renormalized over those inside); removed neighbours are unknowns too.
-Per channel this is a sparse symmetric positive definite system (a masked graph Laplacian: diagonally
-dominant, and strictly so next to every kept pixel), solved here on the caller's device in float64 by
-Jacobi-preconditioned conjugate gradients whose matrix product is a 3 x 3 convolution. Every system
-stops once its residual is at most ``tolerance`` times its right-hand side's norm. Then noise
+Per image this is a sparse symmetric positive definite system (a masked graph Laplacian: diagonally
+dominant, and strictly so next to every kept pixel), one matrix for all channels. On the CPU it is
+solved directly in float64 (SciPy's sparse LU with a symmetric minimum-degree ordering, the matrix
+factored once for the channels), as the ROAD authors and pytorch-grad-cam solve it; on other devices
+by Jacobi-preconditioned conjugate gradients on the caller's device, whose matrix product is a 3 x 3
+convolution and where every system stops once its residual is at most ``tolerance`` times its
+right-hand side's norm (``solver`` picks either anywhere). Then noise
 N(0, ``noise``²) is added to the removed pixels; the noise field is one (C, H, W) draw from a CPU
 generator seeded with ``seed``, the same for every image, percentage and device, so a value never
 depends on the batch it was computed in.
@@ -19,6 +22,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +36,9 @@ from micam.outputs import OutputSelector
 
 ROAD_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # removed pixels, percent (the paper's sweep)
 _EDGE, _CORNER = 1 / 6, 1 / 12  # neighbour weights (they sum to 1 inside the image)
+_NEIGHBOURS = tuple((dy, dx, _CORNER if dy and dx else _EDGE) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+Solver = Literal["auto", "direct", "cg"]
+SOLVERS = ("auto", "direct", "cg")
 
 
 def noisy_linear_imputation(
@@ -40,23 +48,77 @@ def noisy_linear_imputation(
     seed: int = 0,
     tolerance: float = 1e-6,
     max_iterations: int = 10_000,
+    solver: Solver = "auto",
 ) -> Tensor:
     """``images`` (B, C, H, W) whose ``removed`` (B, H, W) pixels are linearly imputed from the rest,
-    plus noise of standard deviation ``noise`` (0: none). Every image must keep at least one pixel."""
+    plus noise of standard deviation ``noise`` (0: none). Every image must keep at least one pixel.
+    ``solver``: "direct" (sparse LU on the CPU), "cg" (conjugate gradients on the images' device, to
+    ``tolerance`` within ``max_iterations``) or "auto" (direct for CPU images, else cg)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if removed.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"removed must be (B, H, W) = {(images.shape[0], *images.shape[2:])}, got {removed.shape}")
     removed = removed.to(images.device, torch.bool)
     if bool(removed.flatten(1).all(dim=1).any()):
         raise ValueError("every image must keep at least one pixel to impute the others from")
     b, c, h, w = images.shape
-    values = images.detach().to(torch.float64).reshape(b * c, 1, h, w)
-    unknown = removed[:, None].expand(b, c, h, w).reshape(b * c, 1, h, w).to(torch.float64)
-    solved = _solve(values, unknown, tolerance, max_iterations).reshape(b, c, h, w)
+    if solver == "direct" or (solver == "auto" and images.device.type == "cpu"):
+        solved = _solve_direct(images.detach().cpu().to(torch.float64), removed.cpu()).to(images.device)
+    else:
+        values = images.detach().to(torch.float64).reshape(b * c, 1, h, w)
+        unknown = removed[:, None].expand(b, c, h, w).reshape(b * c, 1, h, w).to(torch.float64)
+        solved = _solve(values, unknown, tolerance, max_iterations).reshape(b, c, h, w)
     if noise:
         generator = torch.Generator().manual_seed(seed)
         field = torch.randn((c, h, w), generator=generator, dtype=torch.float64).to(images.device)
         solved = solved + noise * field
     return torch.where(removed[:, None], solved.to(images.dtype), images)
+
+
+def _solve_direct(values: Tensor, removed: Tensor) -> Tensor:
+    """(B, C, H, W) float64 CPU ``values`` with their ``removed`` (B, H, W) pixels replaced by the exact
+    solution, the images' systems factored in parallel (SciPy's LU releases the GIL)."""
+    workers = max(1, min(torch.get_num_threads(), values.shape[0]))
+    if workers == 1:
+        return torch.stack([_solve_one(v, r) for v, r in zip(values, removed, strict=True)])
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return torch.stack(list(pool.map(_solve_one, values, removed)))
+
+
+def _solve_one(values: Tensor, removed: Tensor) -> Tensor:
+    """One (C, H, W) image: row i of its system is degree_i x_i - sum over removed neighbours j of
+    w_ij x_j = sum over kept neighbours j of w_ij v_j; one factorization serves every channel."""
+    from scipy.sparse import csc_matrix
+    from scipy.sparse.linalg import splu
+
+    c, h, w = values.shape
+    cells = removed.flatten().nonzero().squeeze(1)  # flat positions of the unknowns
+    count = len(cells)
+    if count == 0:
+        return values
+    number = torch.full((h * w,), -1, dtype=torch.long)
+    number[cells] = torch.arange(count)
+    y, x = cells // w, cells % w
+    flat = values.reshape(c, h * w)
+    degree = torch.zeros(count, dtype=torch.float64)
+    rhs = torch.zeros(count, c, dtype=torch.float64)
+    rows, columns, entries = [torch.arange(count)], [torch.arange(count)], [degree]
+    for dy, dx, weight in _NEIGHBOURS:
+        inside = ((y + dy >= 0) & (y + dy < h) & (x + dx >= 0) & (x + dx < w)).nonzero().squeeze(1)
+        neighbour = (y[inside] + dy) * w + x[inside] + dx
+        degree[inside] += weight
+        unknown = number[neighbour] >= 0
+        rows.append(inside[unknown])
+        columns.append(number[neighbour[unknown]])
+        entries.append(torch.full((int(unknown.sum()),), -weight, dtype=torch.float64))
+        rhs.index_add_(0, inside[~unknown], weight * flat[:, neighbour[~unknown]].T)
+    matrix = csc_matrix(
+        (torch.cat(entries).numpy(), (torch.cat(rows).numpy(), torch.cat(columns).numpy())), shape=(count, count)
+    )
+    factor = splu(matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    solved = flat.clone()
+    solved[:, cells] = torch.from_numpy(factor.solve(rhs.numpy())).T
+    return solved.reshape(c, h, w)
 
 
 def _neighbour_sum(x: Tensor) -> Tensor:
@@ -143,11 +205,13 @@ def road(
     output_selector: OutputSelector = None,
     tolerance: float = 1e-6,
     max_iterations: int = 10_000,
+    solver: Solver = "auto",
 ) -> dict[str, Tensor]:
     """Per-image ROAD curves (B, P): the class score after imputing the top ``percentages`` % pixels
     (MoRF, lower is better) or the bottom ones (LeRF, higher is better), their means over P (B,) and
     ``combined`` = (LeRF - MoRF) / 2, pytorch-grad-cam's ROADCombined. Ties in the map are broken in
-    raster order. ``batch_size`` (image, percentage) variants are imputed and scored at a time."""
+    raster order. ``batch_size`` (image, percentage) variants are imputed and scored at a time;
+    ``solver``, ``tolerance`` and ``max_iterations`` as in ``noisy_linear_imputation``."""
     check_maps(images, maps)
     n, (h, w) = images.shape[0], images.shape[-2:]
     counts = torch.tensor(removal_counts(percentages, h * w), device=images.device)
@@ -164,7 +228,9 @@ def road(
         for chunk in pairs.view(-1, 2).split(batch_size):
             image_index, step_index = chunk[:, 0], chunk[:, 1]
             removed = ranks[image_index] < counts[step_index][:, None, None]
-            imputed = noisy_linear_imputation(images[image_index], removed, noise, seed, tolerance, max_iterations)
+            imputed = noisy_linear_imputation(
+                images[image_index], removed, noise, seed, tolerance, max_iterations, solver
+            )
             parts.append(class_scores(runner, imputed, classes[image_index], score, batch_size, output_selector))
         curves[order] = torch.cat(parts).view(n, len(counts)) if parts else full.new_zeros(n, len(counts))
     morf, lerf = curves["morf"].mean(dim=1), curves["lerf"].mean(dim=1)
