@@ -58,3 +58,27 @@ def test_mi_cam_to_grad_cam_ratio_is_checked_at_every_batch_size():
     assert found[("mobilenet_v2", "MI-CAM / Grad-CAM")] == (1.9, True)
     assert found[("mobilenet_v2", "MI-CAM / Grad-CAM, batch 32")] == (2.2, False)
     assert found[("vgg16", "MI-CAM / Grad-CAM")] == (1.1, False)  # VGG-16's bound is 1.0
+
+
+def test_gpu_kernel_ratio_and_check_are_reported():
+    from micam.benchmark.result import BenchmarkResult, markdown, ratios
+
+    def row(batch, method, seconds):
+        timing = {"median_s": seconds, "runs": 5, "images_per_s": batch / seconds, "skipped": False}
+        return {"model": "resnet50", "batch": batch, "method": method} | timing
+
+    results = [row(32, "grad_cam", 0.100), row(32, "mi_cam_gpu", 0.140), row(1, "grad_cam", 0.010)]
+    results += [row(1, "mi_cam_gpu", 0.020)]
+    found = {line["ratio"]: (round(line["value"], 6), line["met"]) for line in ratios(results)}
+    assert found["MI-CAM (GPU kernel) / Grad-CAM, batch 32"] == (1.4, True)
+    assert found["MI-CAM (GPU kernel) / Grad-CAM, batch 1"] == (2.0, None)  # the target is set at batch 32
+    check = {"model": "resnet50", "batch": 32, "max_weight_difference": 2e-5, "max_weight_difference_cpu": 0.0}
+    settings = {"command": "micam benchmark", "device": "GPU", "torch": "2", "python": "3.12", "cpu_threads": 1}
+    settings |= {"fused_kernels": False, "size": 224, "repeats": 5, "wall_s": 1.0, "notes": []}
+    checks = [check | {"max_map_difference": 1e-7}]
+    result = BenchmarkResult(**settings, results=results, authors_weight_checks=[], gpu_kernel_checks=checks)
+    result.ratios = ratios(results)
+    table = markdown(result)
+    assert "| resnet50 | MI-CAM, the GPU kernel (Triton) | 20.0 (5) | 50.00 | 140.0 (5) | 228.57 |" in table
+    assert "MI weights 2.0e-05 nats (against the CPU route: 0.0e+00), maps 1.0e-07" in table
+    assert "| resnet50 | MI-CAM (GPU kernel) / Grad-CAM, batch 32 | 1.40 | <= 1.5 (GPU, batch 32) | yes |" in table

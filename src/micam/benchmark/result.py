@@ -15,6 +15,7 @@ METHODS = (
     "score_cam",
     "score_cam_pgc",
     "mi_cam",
+    "mi_cam_gpu",
     "mi_cam_authors",
     "mi_weights_authors",
     "authors",
@@ -26,6 +27,7 @@ LABELS = {
     "score_cam": "Score-CAM (micam)",
     "score_cam_pgc": "Score-CAM (pytorch-grad-cam 1.5.7)",
     "mi_cam": "MI-CAM (binned, bilinear)",
+    "mi_cam_gpu": "MI-CAM, the GPU kernel (Triton)",
     "mi_cam_authors": 'MI-CAM preset="authors" (reference, nearest)',
     "mi_weights_authors": "its MI weights alone (activations recorded beforehand)",
     "authors": "authors' algorithm (sklearn loop, CPU)",
@@ -56,6 +58,9 @@ class BenchmarkResult:
     notes: list[str]
     results: list[dict[str, Any]]
     authors_weight_checks: list[dict[str, Any]]  # MICAM(preset="authors") against the sklearn loop, batch 1
+    # The GPU kernel's MI weights and maps against the default route's on the same batch (per model, batch),
+    # and its weights against the CPU route's.
+    gpu_kernel_checks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     ratios: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +104,10 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 value = at["mi_cam"] / at["grad_cam"]
                 label = "MI-CAM / Grad-CAM" + ("" if batch == 1 else f", batch {batch}")
                 add(model, label, value, f"<= {bound}", value <= bound)
+            if "mi_cam_gpu" in at and "grad_cam" in at:
+                value = at["mi_cam_gpu"] / at["grad_cam"]
+                label = f"MI-CAM (GPU kernel) / Grad-CAM, batch {batch}"
+                add(model, label, value, "<= 1.5 (GPU, batch 32)", value <= 1.5 if batch == 32 else None)
         big = [b for (m, b) in times if m == model and b > 1 and "mi_cam" in times[(m, b)]]
         if mi and big:
             b = max(big)
@@ -143,6 +152,13 @@ def markdown(result: BenchmarkResult) -> str:
     if result.authors_weight_checks:
         lines += ["", "Same weights as the authors' loop (max relative difference, batch 1):"]
         lines += [f"- {c['model']}: {c['max_relative_difference']:.1e}" for c in result.authors_weight_checks]
+    if result.gpu_kernel_checks:
+        lines += ["", "The GPU kernel against the default route on the same batch (largest absolute difference):"]
+        lines += [
+            f"- {c['model']}, batch {c['batch']}: MI weights {c['max_weight_difference']:.1e} nats "
+            f"(against the CPU route: {c['max_weight_difference_cpu']:.1e}), maps {c['max_map_difference']:.1e}"
+            for c in result.gpu_kernel_checks
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -86,8 +86,12 @@ def run_benchmark(
         methods = [m for m in methods if m != "authors"]
     if device.startswith("cuda"):
         notes.append("the authors' MI loop (scikit-learn) runs on the CPU; their forward pass runs on the GPU")
+    blocker = _gpu_blocker_for(torch.zeros(1, device=device))
+    if "mi_cam_gpu" in methods and blocker is not None:
+        notes.append(f"MI-CAM's GPU kernel is left out: {blocker}")
     results: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
+    gpu_checks: list[dict[str, Any]] = []
     for name in models:
         try:
             loaded = zoo.load(name, weights=WEIGHTS.get(name, "random"), device=device)
@@ -129,6 +133,8 @@ def run_benchmark(
                     row["mi_loop_s"] = result[1]
                     if batch == 1 and "mi_cam_authors" in methods:
                         checks.append(authors_check(name, model, layer, raw, result[2]))
+                if method == "mi_cam_gpu":
+                    gpu_checks.append({"model": name, "batch": batch, **gpu_kernel_check(model, layer, x)})
                 results.append(row)
                 _log(f"[benchmark] {name} b={batch} {method}: {median * 1000:.1f} ms (median of {len(times)})")
     if not results:
@@ -146,6 +152,7 @@ def run_benchmark(
         notes=notes,
         results=results,
         authors_weight_checks=checks,
+        gpu_kernel_checks=gpu_checks,
         ratios=ratios(results),
     )
 
@@ -211,10 +218,13 @@ def _cells(
         "grad_cam": lambda: GradCAM(model, [layer])(x, targets=targets),
         "score_cam": lambda: ScoreCAM(model, [layer], batch_size=score_cam_batch)(x, targets=targets),
         "mi_cam": lambda: MICAM(model, [layer])(x),
+        "mi_cam_gpu": lambda: _with_gpu_kernel(lambda: MICAM(model, [layer])(x)),
         "mi_cam_authors": lambda: MICAM(model, [layer], preset="authors")(raw),
         "mi_weights_authors": lambda: upsampled_mutual_information(activations, gray, "nearest", "reference"),
         "authors": lambda: authors_map(model, layer, raw),
     }
+    if _gpu_blocker_for(x) is not None:
+        del cells["mi_cam_gpu"]
     if peer_classes is not None:
         peer_cam, peer_target = peer_classes
 
@@ -225,6 +235,47 @@ def _cells(
 
         cells["score_cam_pgc"] = peer
     return cells
+
+
+def _with_gpu_kernel(call: Callable[[], Any]) -> Any:
+    """``call()`` with MI-CAM's "auto" route taking the GPU kernel (MICAM_GPU_KERNEL=1)."""
+    before = os.environ.get("MICAM_GPU_KERNEL")
+    os.environ["MICAM_GPU_KERNEL"] = "1"
+    try:
+        return call()
+    finally:
+        if before is None:
+            del os.environ["MICAM_GPU_KERNEL"]
+        else:
+            os.environ["MICAM_GPU_KERNEL"] = before
+
+
+def _gpu_blocker_for(x: Tensor) -> str | None:
+    """Why the GPU kernel cannot run on this batch's device (None: it can); its cell is left out then."""
+    probe = torch.zeros(1, 1, 2, 2, device=x.device)
+    try:
+        upsampled_mutual_information(probe, torch.zeros(1, 4, 4, device=x.device), route="gpu")
+    except RuntimeError as error:
+        return str(error)
+    return None
+
+
+def gpu_kernel_check(model: nn.Module, layer: nn.Module, x: Tensor) -> dict[str, float]:
+    """The GPU kernel's MI weights and MI-CAM maps against the default route's, on the same batch."""
+    with torch.no_grad():
+        activations = record_activations(model, [layer], x, track_gradients=False, stop_early=True).activations[0]
+    gray = grayscale(x)
+    size = tuple(x.shape[2:])
+    kernel = upsampled_mutual_information(activations, gray.reshape(-1, *size), route="gpu")
+    default = upsampled_mutual_information(activations, gray.reshape(-1, *size))
+    cpu = upsampled_mutual_information(activations.cpu(), gray.reshape(-1, *size).cpu())
+    maps_kernel = _with_gpu_kernel(lambda: MICAM(model, [layer])(x))
+    maps_default = MICAM(model, [layer])(x)
+    return {
+        "max_weight_difference": float((kernel - default).abs().max()),
+        "max_weight_difference_cpu": float((kernel.cpu() - cpu).abs().max()),
+        "max_map_difference": float((maps_kernel - maps_default).abs().max()),
+    }
 
 
 def _estimate(method: str, batch: int, per_batch: dict[int, dict[str, float]]) -> float | None:

@@ -11,7 +11,7 @@ from typing import ClassVar, cast
 
 from torch import Tensor
 
-from micam.estimators.fused import fused_binned, fused_reference
+from micam.estimators.fused import GPU_BINS, fused_binned, fused_reference, gpu_binned
 from micam.estimators.hsic import HSICEstimator, NormalizedHSICEstimator
 from micam.estimators.ksg import KSGEstimator
 from micam.estimators.plugin import _bin_index, _binned_mi, _reference_mi, _sum_count_log_count, dense_ranks
@@ -35,6 +35,12 @@ class BinnedEstimator(Estimator):
 
     def fused(self, activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, bins: int) -> Tensor:
         return fused_binned(activations, gray, size, mode, bins, normalized=self.normalized)
+
+    def gpu_blocker(self, mode: str, bins: int) -> str | None:
+        return None if bins in GPU_BINS else f"the GPU kernel takes {', '.join(map(str, GPU_BINS))} bins, not {bins}"
+
+    def gpu_fused(self, activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, bins: int) -> Tensor:
+        return gpu_binned(activations, gray, size, mode, bins, normalized=self.normalized)
 
 
 class NormalizedEstimator(BinnedEstimator):

@@ -2,7 +2,7 @@
 
 ``upsampled_mutual_information(activations, gray, mode, estimator, bins)`` returns the same numbers as
 ``mutual_information(upsample(activations, gray.shape[1:], mode).flatten(2), gray.flatten(1)[:, None])``
-(to float64 rounding of the final sums) by one of two exact routes:
+(to float64 rounding of the final sums) by one of three routes:
 
 * fused (CPU, float32, numba installed): one kernel per map upsamples, codes and histograms in
   thread-local buffers, pixel by pixel only in the 16 x 16 tiles whose values straddle a bin edge (a
@@ -16,7 +16,15 @@
   bounded chunk of maps with ``F.interpolate`` and call ``mutual_information`` on it. The fused
   kernels are written for images, so 1-D (B, K, l) and 3-D (B, K, d, h, w) layers always take it.
 
-Either way no more than about ``_VALUES_PER_CHUNK`` upsampled values exist at once, whatever the
+* gpu (CUDA, float32 images, the binned estimators at 2-64 bins, Triton installed): one Triton program per
+  map upsamples, bins and counts it in registers (``micam.estimators._triton``); nothing the size of an
+  upsampled layer is written. Its bilinear values use the fused multiply-adds of ATen's CPU kernel, so
+  they, and the weights, are those of the CPU routes rather than of CUDA's ``F.interpolate`` (which the
+  chunked route uses on a GPU; the two round differently near bin edges). Until it is measured on a GPU
+  it is opt-in: ``route="gpu"``, or ``MICAM_GPU_KERNEL=1`` for "auto" (and so for MI-CAM) on CUDA;
+  ``micam benchmark --device cuda`` times it (``mi_cam_gpu``) and compares its weights with both.
+
+Every route holds no more than about ``_VALUES_PER_CHUNK`` upsampled values exist at once, whatever the
 batch size. ``MICAM_FUSED=0`` in the environment forces the chunked route. Which estimators have a fused
 kernel, and for which upsampling, each estimator says itself (``Estimator.fused_blocker`` and
 ``Estimator.fused``, ``micam.estimators.builtin``); this module holds the kernels' drivers.
@@ -44,6 +52,20 @@ __all__ = ["UPSAMPLE_MODES", "fused_available", "upsampled_mutual_information"]
 # Chunked route: upsampled values per chunk (4 MiB of float32 values; the estimator's own temporaries
 # add a few times that).
 _VALUES_PER_CHUNK = 1 << 22
+
+
+ROUTES = ("auto", "fused", "gpu", "chunked")
+GPU_BINS = (2, 4, 8, 16, 32, 64)  # the joint histogram of a map lives in registers: bins**2 a power of two
+_GPU_BLOCK = 1024  # output pixels per step of a GPU program
+
+
+def _load_triton() -> Any:
+    """The Triton kernel module, or None where Triton is missing or broken."""
+    try:
+        from micam.estimators import _triton
+    except Exception:  # no Triton (CPU-only installs): the chunked route serves CUDA tensors too
+        return None
+    return _triton
 
 
 def _load_kernels() -> Any:
@@ -74,8 +96,9 @@ def upsampled_mutual_information(
     with ``mode``, and the gray image ``gray`` (B, H, W) of the same sample; likewise (B, K, *spatial)
     and (B, *SPATIAL) for 1-D signals and 3-D volumes ("bilinear" is then linear or trilinear).
 
-    ``route``: "auto" (fused where exact and available), "fused" (raise if it cannot be used) or
-    "chunked" (the straightforward computation, a bounded chunk of maps at a time).
+    ``route``: "auto" (fused where exact and available; on CUDA the GPU kernel where
+    ``MICAM_GPU_KERNEL=1``), "fused" or "gpu" (raise if it cannot be used) or "chunked" (the
+    straightforward computation, a bounded chunk of maps at a time).
     """
     if not 3 <= activations.dim() <= 5 or gray.dim() != activations.dim() - 1 or activations.shape[0] != gray.shape[0]:
         raise ValueError(
@@ -84,23 +107,52 @@ def upsampled_mutual_information(
         )
     check_upsample_mode(mode)
     method = get_estimator(estimator, bins)
-    if route not in ("auto", "fused", "chunked"):
-        raise ValueError(f"route must be 'auto', 'fused' or 'chunked', got {route!r}")
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {', '.join(map(repr, ROUTES))}, got {route!r}")
     batch, channels = activations.shape[:2]
     size = tuple(int(s) for s in gray.shape[1:])
     if batch * channels == 0:
         return torch.zeros(batch, channels, dtype=torch.float64, device=activations.device)
     if activations.device != gray.device:
         raise ValueError(f"activations are on {activations.device} and gray on {gray.device}; move both to one device")
+    if route == "gpu" or (route == "auto" and activations.is_cuda and _env_on("MICAM_GPU_KERNEL", "0")):
+        reason = _gpu_blocker(activations, gray, mode, method, bins)
+        if reason is None:
+            _check_finite(activations, gray)
+            return method.gpu_fused(activations, gray, cast(tuple[int, int], size), mode, bins)
+        if route == "gpu":
+            raise RuntimeError(f"the GPU route cannot be used here: {reason}")
     reason = None if route == "chunked" else _fused_blocker(activations, gray, mode, method, size)
     if route == "fused" and reason is not None:
         raise RuntimeError(f"the fused route cannot be used here: {reason}")
     if route == "chunked" or reason is not None:
         return _chunked(activations, gray, size, mode, estimator, bins)
+    _check_finite(activations, gray)
+    return method.fused(activations, gray, cast(tuple[int, int], size), mode, bins)  # fused: 2-D maps only
+
+
+def _check_finite(activations: Tensor, gray: Tensor) -> None:
     for name, t in (("activations", activations), ("gray", gray)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf; mutual information needs finite values")
-    return method.fused(activations, gray, cast(tuple[int, int], size), mode, bins)  # fused: 2-D maps only
+
+
+def _env_on(name: str, default: str) -> bool:
+    return os.environ.get(name, default).strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def _gpu_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: Estimator, bins: int) -> str | None:
+    """Why the GPU route cannot be used here, or None when it can."""
+    if activations.dim() != 4:
+        return "the GPU kernel takes images; 1-D and 3-D layers use the chunked route"
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's CPU interpreter (tests)
+    if not (activations.is_cuda and gray.is_cuda) and not interpreted:
+        return "the GPU kernel runs on CUDA tensors"
+    if activations.dtype != torch.float32 or gray.dtype != torch.float32:
+        return "the GPU kernel takes float32 activations and gray images"
+    if _load_triton() is None:
+        return "Triton is not installed"
+    return estimator.gpu_blocker(mode, bins)
 
 
 def _fused_blocker(
@@ -202,9 +254,7 @@ def fused_binned(
     kernels = _load_kernels()
     batch, channels, h, w = activations.shape
     n = size[0] * size[1]
-    gray_codes = equal_width_bin_codes(gray.reshape(batch, n), bins)
-    s_b = _xlogx(torch.zeros(batch, bins, dtype=torch.float64).scatter_add_(1, gray_codes, _ones(gray_codes))).sum(1)
-    gray_constant = gray_codes.amax(dim=1) == 0
+    gray_codes, s_b, gray_constant = _gray_terms(gray, bins)
     maps, image_of_map = _map_inputs(activations)
     s_a, s_ab = torch.zeros(batch, channels, dtype=torch.float64), torch.zeros(batch, channels, dtype=torch.float64)
     constant = torch.zeros(batch, channels, dtype=torch.bool)
@@ -222,6 +272,39 @@ def fused_binned(
     _in_threads(kernels.binned_tile_sums, (*arguments, table, *tiles), outputs, batch * channels)
     constant |= gray_constant[:, None]
     return _finish_binned(s_a, s_b[:, None].expand(batch, channels), s_ab, constant, n, normalized)
+
+
+def _gray_terms(gray: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Each image's gray bin codes (B, N), sum of c log c over its gray bin counts (B,), and whether all
+    its pixels share one bin (B,)."""
+    codes = equal_width_bin_codes(gray.reshape(gray.shape[0], -1), bins)
+    counts = torch.zeros(gray.shape[0], bins, dtype=torch.float64, device=gray.device)
+    s_b = _xlogx(counts.scatter_add_(1, codes, _ones(codes))).sum(1)
+    return codes, s_b, codes.amax(dim=1) == 0
+
+
+def gpu_binned(
+    activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, bins: int, normalized: bool
+) -> Tensor:
+    """(B, K) binned (or normalized) MI of each upsampled map with its gray image, by the Triton kernel."""
+    kernels = _load_triton()
+    batch, channels, h, w = activations.shape
+    n, device = size[0] * size[1], activations.device
+    gray_codes, s_b, gray_constant = _gray_terms(gray, bins)
+    plan = [torch.from_numpy(part).to(device) for part in _plan(h, w, *size, mode)]
+    if mode == "nearest":  # the kernel always interpolates: weight 1 on the source pixel, 0 on the other
+        plan[2], plan[6] = torch.ones_like(plan[2]), torch.ones_like(plan[6])
+    s_a = torch.empty(batch * channels, dtype=torch.float64, device=device)
+    s_ab = torch.empty_like(s_a)
+    constant = torch.empty(batch * channels, dtype=torch.int8, device=device)
+    maps = activations.detach().contiguous()
+    kernels.binned_map_sums[(batch * channels,)](
+        maps, gray_codes.to(torch.int32).contiguous(), *plan, s_a, s_ab, constant,
+        channels, h, w, size[1], n, BINS=bins, BLOCK=_GPU_BLOCK,
+    )  # fmt: skip
+    flags = constant.view(batch, channels).bool() | gray_constant[:, None]
+    shape = (batch, channels)
+    return _finish_binned(s_a.view(shape), s_b[:, None].expand(shape), s_ab.view(shape), flags, n, normalized)
 
 
 _TILE = 16  # output pixels per tile side: small enough that most tiles fall in one bin, large enough to pay

@@ -67,6 +67,15 @@ class Estimator:
         gray image, by the fused kernels; called only where ``fused_blocker(mode)`` is None."""
         raise NotImplementedError(f"the {self.name!r} estimator has no fused kernel")
 
+    def gpu_blocker(self, mode: str, bins: int) -> str | None:
+        """Why ``gpu_fused`` cannot compute this estimator after ``mode`` upsampling; None when it can."""
+        return f"the {self.name!r} estimator has no GPU kernel"
+
+    def gpu_fused(self, activations: Tensor, gray: Tensor, size: tuple[int, int], mode: str, bins: int) -> Tensor:
+        """(B, K) float64 MI of each (B, K, h, w) float32 map upsampled to ``size`` with the (B, H, W) gray
+        image, by the Triton kernel; called only where ``gpu_blocker(mode, bins)`` is None."""
+        raise NotImplementedError(f"the {self.name!r} estimator has no GPU kernel")
+
     def __repr__(self) -> str:
         return f"<estimator {self.name!r}>"
 

@@ -1,0 +1,122 @@
+"""Triton kernel of the binned estimator for GPUs: upsample, bin and count each activation map in one
+program, never writing an upsampled map to memory; imported only where Triton is installed.
+
+One program per (image, channel) map walks the output pixels in blocks twice: first for the upsampled
+map's minimum and maximum, then to bin each value with ``equal_width_bin_codes``' float32 arithmetic
+((value - min) * (bins / span), floor, clamp; divided where bins / span overflows) and to add the
+(map bin, gray bin) pairs to a joint histogram held in registers. From that histogram it writes the sums
+of c log c over the joint and the map's marginal counts, which ``micam.estimators.fused`` finishes into
+MI exactly as the other routes do. The bilinear value is computed with the fused multiply-adds of
+ATen's CPU kernel, which the fused CPU route reproduces too: along the row
+``fma(col_w0, v00, col_w1 * v01)``, then ``fma(row_w0, top, row_w1 * bottom)`` (a fused multiply-add
+rounds once on every device), with the source indices and weights of ``micam.estimators.fused._plan``
+(nearest upsampling: weights 1 and 0, which return the source value). On a GPU the values, so the
+bins, are then those of the CPU path bit for bit, not those of CUDA's ``F.interpolate``.
+
+Run on the CPU with ``TRITON_INTERPRET=1`` set before Triton is first imported (the tests do), the
+kernel is executed by Triton's interpreter, which is how it is checked without a GPU; the interpreter
+rounds a fused multiply-add twice (product, then sum), which the tests' reference does too.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def binned_map_sums(
+    maps_ptr,
+    gray_codes_ptr,
+    row0_ptr,
+    row1_ptr,
+    row_w0_ptr,
+    row_w1_ptr,
+    col0_ptr,
+    col1_ptr,
+    col_w0_ptr,
+    col_w1_ptr,
+    s_a_ptr,
+    s_ab_ptr,
+    constant_ptr,
+    channels,
+    h,
+    w,
+    big_w,
+    n,
+    BINS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """Per map m: s_a[m] = sum of c log c over its bin counts, s_ab[m] over its joint counts with its
+    image's gray bins, constant[m] = 1 where every value falls in bin 0."""
+    m = tl.program_id(0)
+    image = m // channels
+    source = maps_ptr + m.to(tl.int64) * h * w
+    lo = float("inf")
+    hi = float("-inf")
+    for start in range(0, n, BLOCK):
+        value, valid = _upsampled(source, start, n, w, big_w, row0_ptr, row1_ptr, row_w0_ptr, row_w1_ptr,
+                                  col0_ptr, col1_ptr, col_w0_ptr, col_w1_ptr, BLOCK)  # fmt: skip
+        lo = tl.minimum(lo, tl.min(tl.where(valid, value, float("inf")), axis=0))
+        hi = tl.maximum(hi, tl.max(tl.where(valid, value, float("-inf")), axis=0))
+    span = hi - lo
+    scale = tl.where(span > 0, BINS / tl.where(span > 0, span, 1.0), 0.0)
+    overflow = scale == float("inf")  # spans of (near-)subnormal values: divide instead
+    joint = tl.zeros((BINS * BINS,), dtype=tl.int32)
+    top = 0
+    for start in range(0, n, BLOCK):
+        value, valid = _upsampled(source, start, n, w, big_w, row0_ptr, row1_ptr, row_w0_ptr, row_w1_ptr,
+                                  col0_ptr, col1_ptr, col_w0_ptr, col_w1_ptr, BLOCK)  # fmt: skip
+        offsets = value - lo
+        scaled = tl.where(overflow, offsets / span * BINS, offsets * scale)
+        code = tl.minimum(tl.maximum(tl.floor(scaled), 0.0), BINS - 1.0).to(tl.int32)
+        pixel = start + tl.arange(0, BLOCK)
+        gray = tl.load(gray_codes_ptr + image.to(tl.int64) * n + pixel, mask=valid, other=0)
+        joint += tl.histogram(code * BINS + gray, BINS * BINS, mask=valid)
+        top = tl.maximum(top, tl.max(tl.where(valid, code, 0), axis=0))
+    counts = joint.to(tl.float64)
+    s_ab = tl.sum(tl.where(counts > 0, counts * tl.log(tl.where(counts > 0, counts, 1.0)), 0.0), axis=0)
+    marginal = tl.sum(tl.reshape(counts, (BINS, BINS)), axis=1)
+    s_a = tl.sum(tl.where(marginal > 0, marginal * tl.log(tl.where(marginal > 0, marginal, 1.0)), 0.0), axis=0)
+    tl.store(s_a_ptr + m, s_a)
+    tl.store(s_ab_ptr + m, s_ab)
+    tl.store(constant_ptr + m, (top == 0).to(tl.int8))
+
+
+@triton.jit
+def _upsampled(
+    source,
+    start,
+    n,
+    w,
+    big_w,
+    row0_ptr,
+    row1_ptr,
+    row_w0_ptr,
+    row_w1_ptr,
+    col0_ptr,
+    col1_ptr,
+    col_w0_ptr,
+    col_w1_ptr,
+    BLOCK: tl.constexpr,
+):
+    """The upsampled values of output pixels start .. start + BLOCK of one map, and which exist."""
+    pixel = start + tl.arange(0, BLOCK)
+    valid = pixel < n
+    y = pixel // big_w
+    x = pixel % big_w
+    r0 = tl.load(row0_ptr + y, mask=valid, other=0)
+    r1 = tl.load(row1_ptr + y, mask=valid, other=0)
+    rw0 = tl.load(row_w0_ptr + y, mask=valid, other=0.0)
+    rw1 = tl.load(row_w1_ptr + y, mask=valid, other=0.0)
+    c0 = tl.load(col0_ptr + x, mask=valid, other=0)
+    c1 = tl.load(col1_ptr + x, mask=valid, other=0)
+    cw0 = tl.load(col_w0_ptr + x, mask=valid, other=0.0)
+    cw1 = tl.load(col_w1_ptr + x, mask=valid, other=0.0)
+    v00 = tl.load(source + r0 * w + c0, mask=valid, other=0.0)
+    v01 = tl.load(source + r0 * w + c1, mask=valid, other=0.0)
+    v10 = tl.load(source + r1 * w + c0, mask=valid, other=0.0)
+    v11 = tl.load(source + r1 * w + c1, mask=valid, other=0.0)
+    top = tl.fma(cw0, v00, cw1 * v01)
+    bottom = tl.fma(cw0, v10, cw1 * v11)
+    return tl.fma(rw0, top, rw1 * bottom), valid
