@@ -180,9 +180,10 @@ def _bin_index(x: Tensor, bins: int) -> Tensor:
     scale = torch.where(span > 0, bins / torch.where(span > 0, span, 1), torch.zeros_like(span))
     offsets = x - lo
     overflow = torch.isinf(scale)  # bins / span overflows for spans of (near-)subnormal values: divide instead
-    if bool(overflow.any()):
-        return torch.where(overflow, offsets / span * bins, offsets * scale).floor_().clamp_(0, bins - 1)
-    return offsets.mul_(scale).floor_().clamp_(0, bins - 1)
+    # On the CPU, test for it (rare) and skip the division; elsewhere the test would wait for the device.
+    if not x.is_cuda and not bool(overflow.any()):
+        return offsets.mul_(scale).floor_().clamp_(0, bins - 1)
+    return torch.where(overflow, offsets / span * bins, offsets * scale).floor_().clamp_(0, bins - 1)
 
 
 def dense_ranks(x: Tensor) -> Tensor:
