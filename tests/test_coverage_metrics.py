@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -156,7 +157,7 @@ def test_imputation_and_road_match_pytorch_grad_cam():
     torch.testing.assert_close(result["combined"], (result["lerf"] - result["morf"]) / 2)
 
 
-def test_direct_and_conjugate_gradient_imputation_agree():
+def test_direct_and_conjugate_gradient_imputation_agree(monkeypatch):
     # Isolated holes, a removed block touching two borders, a removed row and a nearly empty image.
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(4, 3, 24, 20, generator=generator)
@@ -172,6 +173,13 @@ def test_direct_and_conjugate_gradient_imputation_agree():
     assert torch.equal(noisy_linear_imputation(images[:1], torch.zeros(1, 24, 20, dtype=torch.bool)), images[:1])
     with pytest.raises(ValueError, match="solver"):
         noisy_linear_imputation(images, removed, solver="lu")  # type: ignore[arg-type]
+    assert torch.equal(noisy_linear_imputation(images, removed, noise=0.0), direct)  # "auto" on the CPU: direct
+    # Above DIRECT_MAX_PIXELS pixels per image "auto" solves by conjugate gradients (the LU's fill grows faster).
+    monkeypatch.setattr(importlib.import_module("micam.metrics.road"), "DIRECT_MAX_PIXELS", 24 * 20 - 1)
+    assert torch.equal(
+        noisy_linear_imputation(images, removed, noise=0.0),
+        noisy_linear_imputation(images, removed, noise=0.0, solver="cg"),
+    )
 
 
 def test_road_orders_on_a_linear_model():

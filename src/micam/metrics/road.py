@@ -8,10 +8,11 @@ neighbours 1/6, corner ones 1/12, renormalized over those inside); removed neigh
 Per image this is a sparse symmetric positive definite system (a masked graph Laplacian: diagonally
 dominant, and strictly so next to every kept pixel), one matrix for all channels. On the CPU it is
 solved directly in float64 (SciPy's sparse LU with a symmetric minimum-degree ordering, the matrix
-factored once for the channels), as the ROAD authors and pytorch-grad-cam solve it; on other devices
-by Jacobi-preconditioned conjugate gradients on the caller's device, whose matrix product is a 3 x 3
-convolution and where every system stops once its residual is at most ``tolerance`` times its
-right-hand side's norm (``solver`` picks either anywhere). Then noise
+factored once for the channels), as the ROAD authors and pytorch-grad-cam solve it. On other devices,
+and for images of more than ``DIRECT_MAX_PIXELS`` pixels, it is solved by Jacobi-preconditioned
+conjugate gradients on the caller's device, whose matrix product is a 3 x 3 convolution and where every
+system stops once its residual is at most ``tolerance`` times its right-hand side's norm (``solver``
+picks either anywhere). Then noise
 N(0, ``noise``²) is added to the removed pixels; the noise field is one (C, H, W) draw from a CPU
 generator seeded with ``seed``, the same for every image, percentage and device, so a value never
 depends on the batch it was computed in.
@@ -39,6 +40,9 @@ _EDGE, _CORNER = 1 / 6, 1 / 12  # neighbour weights (they sum to 1 inside the im
 _NEIGHBOURS = tuple((dy, dx, _CORNER if dy and dx else _EDGE) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 Solver = Literal["auto", "direct", "cg"]
 SOLVERS = ("auto", "direct", "cg")
+# "auto" factors directly up to this many pixels per image; the factor's fill grows faster than the
+# image (a 2-D grid's LU), so larger images are solved by conjugate gradients, whose memory is linear.
+DIRECT_MAX_PIXELS = 512 * 512
 
 
 def noisy_linear_imputation(
@@ -53,7 +57,8 @@ def noisy_linear_imputation(
     """``images`` (B, C, H, W) whose ``removed`` (B, H, W) pixels are linearly imputed from the rest,
     plus noise of standard deviation ``noise`` (0: none). Every image must keep at least one pixel.
     ``solver``: "direct" (sparse LU on the CPU), "cg" (conjugate gradients on the images' device, to
-    ``tolerance`` within ``max_iterations``) or "auto" (direct for CPU images, else cg)."""
+    ``tolerance`` within ``max_iterations``) or "auto" (direct for CPU images of at most
+    ``DIRECT_MAX_PIXELS`` pixels, else cg)."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if removed.shape != (images.shape[0], *images.shape[2:]):
@@ -62,7 +67,8 @@ def noisy_linear_imputation(
     if bool(removed.flatten(1).all(dim=1).any()):
         raise ValueError("every image must keep at least one pixel to impute the others from")
     b, c, h, w = images.shape
-    if solver == "direct" or (solver == "auto" and images.device.type == "cpu"):
+    direct = images.device.type == "cpu" and h * w <= DIRECT_MAX_PIXELS
+    if solver == "direct" or (solver == "auto" and direct):
         solved = _solve_direct(images.detach().cpu().to(torch.float64), removed.cpu()).to(images.device)
     else:
         values = images.detach().to(torch.float64).reshape(b * c, 1, h, w)
