@@ -82,3 +82,15 @@ def test_gpu_kernel_ratio_and_check_are_reported():
     assert "| resnet50 | MI-CAM, the GPU kernel (Triton) | 20.0 (5) | 50.00 | 140.0 (5) | 228.57 |" in table
     assert "MI weights 2.0e-05 nats (against the CPU route: 0.0e+00), maps 1.0e-07" in table
     assert "| resnet50 | MI-CAM (GPU kernel) / Grad-CAM, batch 32 | 1.40 | <= 1.5 (GPU, batch 32) | yes |" in table
+
+
+def test_the_command_line_tunes_glibc_to_reuse_large_blocks(monkeypatch):
+    import platform
+
+    from micam.runtime import tune_allocator
+
+    monkeypatch.setenv("MICAM_TUNE_ALLOCATOR", "0")
+    assert tune_allocator() is False  # the opt-out leaves glibc's defaults
+    monkeypatch.delenv("MICAM_TUNE_ALLOCATOR")
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert tune_allocator() is expected  # mallopt accepted both settings where glibc is the C library

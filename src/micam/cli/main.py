@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from micam.cli import benchmark, evaluate, explain, report, reproduce
-from micam.runtime import is_disk_full
+from micam.runtime import is_disk_full, tune_allocator
 
 
 class Command(Protocol):
@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unless --debug): 0 done, 1 some inputs skipped, 2 a usage or environment error (bad arguments or
     files, a full disk, an unwritable folder), 3 an internal error, 130 interrupted."""
     args = build_parser().parse_args(argv)
+    tune_allocator()  # batched forward passes reuse their memory instead of page-faulting through it
     debug = bool(args.debug or os.environ.get("MICAM_DEBUG"))
     prefix = f"micam {args.command}"
     try:

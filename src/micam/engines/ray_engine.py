@@ -23,7 +23,7 @@ from micam.evaluation.datasets import Sample
 from micam.evaluation.settings import EvaluationSettings
 from micam.evaluation.step import Step
 from micam.evaluation.work import Images, Job, ShardResult, load_model, run_shard
-from micam.runtime import device_name
+from micam.runtime import device_name, tune_allocator
 
 ray: Any
 try:
@@ -39,6 +39,7 @@ class Worker:
     """One actor: loads the model once, then turns shards into rows (``micam.evaluation.work``)."""
 
     def __init__(self, job: Job, name: str) -> None:
+        tune_allocator()  # an actor is a process of its own: the command line's allocator settings too
         settings = job.settings
         cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")
         self.device = torch.device("cuda" if cuda else "cpu")
