@@ -26,6 +26,13 @@ def device_name(device: torch.device | str) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def env_switch(name: str, default: bool) -> bool:
+    """A yes/no environment switch: 0/false/no/off turn it off, any other value on, unset or empty
+    leaves ``default``."""
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value not in ("0", "false", "no", "off")
+
+
 # glibc's mallopt parameters (malloc.h) and the values the command line sets.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap, and are reused there
@@ -40,9 +47,7 @@ def tune_allocator() -> bool:
     a half of a MobileNetV2 forward pass on the CPU (``benchmarks/allocator.py``). The command line calls
     this first; ``MICAM_TUNE_ALLOCATOR=0`` leaves glibc's defaults. No computed value changes, only
     where memory comes from; the process keeps the memory it freed for reuse instead of returning it."""
-    if os.environ.get("MICAM_TUNE_ALLOCATOR", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    if not sys.platform.startswith("linux"):
+    if not env_switch("MICAM_TUNE_ALLOCATOR", True) or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -86,9 +86,10 @@ def run_benchmark(
         methods = [m for m in methods if m != "authors"]
     if device.startswith("cuda"):
         notes.append("the authors' MI loop (scikit-learn) runs on the CPU; their forward pass runs on the GPU")
-    blocker = _gpu_blocker_for(torch.zeros(1, device=device))
-    if "mi_cam_gpu" in methods and blocker is not None:
+    blocker = _gpu_blocker_for(device) if "mi_cam_gpu" in methods else None
+    if blocker is not None:
         notes.append(f"MI-CAM's GPU kernel is left out: {blocker}")
+        methods = [m for m in methods if m != "mi_cam_gpu"]
     results: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     gpu_checks: list[dict[str, Any]] = []
@@ -223,8 +224,6 @@ def _cells(
         "mi_weights_authors": lambda: upsampled_mutual_information(activations, gray, "nearest", "reference"),
         "authors": lambda: authors_map(model, layer, raw),
     }
-    if _gpu_blocker_for(x) is not None:
-        del cells["mi_cam_gpu"]
     if peer_classes is not None:
         peer_cam, peer_target = peer_classes
 
@@ -250,11 +249,11 @@ def _with_gpu_kernel(call: Callable[[], Any]) -> Any:
             os.environ["MICAM_GPU_KERNEL"] = before
 
 
-def _gpu_blocker_for(x: Tensor) -> str | None:
-    """Why the GPU kernel cannot run on this batch's device (None: it can); its cell is left out then."""
-    probe = torch.zeros(1, 1, 2, 2, device=x.device)
+def _gpu_blocker_for(device: str) -> str | None:
+    """Why the GPU kernel cannot run on ``device`` (None: it can); its cells are left out then."""
+    probe = torch.zeros(1, 1, 2, 2, device=device)
     try:
-        upsampled_mutual_information(probe, torch.zeros(1, 4, 4, device=x.device), route="gpu")
+        upsampled_mutual_information(probe, torch.zeros(1, 4, 4, device=device), route="gpu")
     except RuntimeError as error:
         return str(error)
     return None
@@ -264,11 +263,10 @@ def gpu_kernel_check(model: nn.Module, layer: nn.Module, x: Tensor) -> dict[str,
     """The GPU kernel's MI weights and MI-CAM maps against the default route's, on the same batch."""
     with torch.no_grad():
         activations = record_activations(model, [layer], x, track_gradients=False, stop_early=True).activations[0]
-    gray = grayscale(x)
-    size = tuple(x.shape[2:])
-    kernel = upsampled_mutual_information(activations, gray.reshape(-1, *size), route="gpu")
-    default = upsampled_mutual_information(activations, gray.reshape(-1, *size))
-    cpu = upsampled_mutual_information(activations.cpu(), gray.reshape(-1, *size).cpu())
+    gray = grayscale(x)  # (B, H, W)
+    kernel = upsampled_mutual_information(activations, gray, route="gpu")
+    default = upsampled_mutual_information(activations, gray)
+    cpu = upsampled_mutual_information(activations.cpu(), gray.cpu())
     maps_kernel = _with_gpu_kernel(lambda: MICAM(model, [layer])(x))
     maps_default = MICAM(model, [layer])(x)
     return {

@@ -24,8 +24,8 @@
   it is opt-in: ``route="gpu"``, or ``MICAM_GPU_KERNEL=1`` for "auto" (and so for MI-CAM) on CUDA;
   ``micam benchmark --device cuda`` times it (``mi_cam_gpu``) and compares its weights with both.
 
-Every route holds no more than about ``_VALUES_PER_CHUNK`` upsampled values exist at once, whatever the
-batch size. ``MICAM_FUSED=0`` in the environment forces the chunked route. Which estimators have a fused
+No route holds more than about ``_VALUES_PER_CHUNK`` upsampled values at once, whatever the batch
+size. ``MICAM_FUSED=0`` in the environment forces the chunked route. Which estimators have a fused
 kernel, and for which upsampling, each estimator says itself (``Estimator.fused_blocker`` and
 ``Estimator.fused``, ``micam.estimators.builtin``); this module holds the kernels' drivers.
 """
@@ -46,6 +46,7 @@ from torch import Tensor
 from micam.estimators.plugin import _finish_binned, _xlogx, dense_ranks, equal_width_bin_codes, mutual_information
 from micam.estimators.registry import DEFAULT_BINS, Estimator, get_estimator
 from micam.imaging import UPSAMPLE_MODES, check_upsample_mode, upsample
+from micam.runtime import env_switch
 
 __all__ = ["UPSAMPLE_MODES", "fused_available", "upsampled_mutual_information"]
 
@@ -70,7 +71,7 @@ def _load_triton() -> Any:
 
 def _load_kernels() -> Any:
     """The numba kernels, or None when numba is missing, broken, or switched off."""
-    if os.environ.get("MICAM_FUSED", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not env_switch("MICAM_FUSED", True):
         return None
     try:
         from micam.estimators import _kernels
@@ -115,7 +116,7 @@ def upsampled_mutual_information(
         return torch.zeros(batch, channels, dtype=torch.float64, device=activations.device)
     if activations.device != gray.device:
         raise ValueError(f"activations are on {activations.device} and gray on {gray.device}; move both to one device")
-    if route == "gpu" or (route == "auto" and activations.is_cuda and _env_on("MICAM_GPU_KERNEL", "0")):
+    if route == "gpu" or (route == "auto" and activations.is_cuda and env_switch("MICAM_GPU_KERNEL", False)):
         reason = _gpu_blocker(activations, gray, mode, method, bins)
         if reason is None:
             _check_finite(activations, gray)
@@ -135,10 +136,6 @@ def _check_finite(activations: Tensor, gray: Tensor) -> None:
     for name, t in (("activations", activations), ("gray", gray)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf; mutual information needs finite values")
-
-
-def _env_on(name: str, default: str) -> bool:
-    return os.environ.get(name, default).strip().lower() not in ("0", "false", "no", "off", "")
 
 
 def _gpu_blocker(activations: Tensor, gray: Tensor, mode: str, estimator: Estimator, bins: int) -> str | None:

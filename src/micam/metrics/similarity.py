@@ -96,9 +96,9 @@ def hog(maps: Tensor, cell: int = 8, orientations: int = 9) -> Tensor:
     """Histogram-of-oriented-gradients descriptor of (B, H, W) maps: unsigned orientations, one
     histogram per ``cell`` x ``cell`` block, weighted by gradient magnitude; (B, cells * orientations).
 
-    On the CPU the float64 maps go through one numba pass (``_hog_kernel``, no arctangent; the same
-    descriptor as the tensor code, compared in ``tests/test_counterfactual_sanity.py``); other devices,
-    or no numba, use the tensor code."""
+    On the CPU the maps go through one numba pass (``_hog_kernel``: differences in float64, no
+    arctangent; the same descriptor as the tensor code, compared in
+    ``tests/test_counterfactual_sanity.py``); other devices, or no numba, use the tensor code."""
     if maps.dim() != 3:
         raise ValueError(f"hog needs (B, H, W) maps, got {tuple(maps.shape)}")
     kernel = _hog_kernel() if maps.device.type == "cpu" else None
