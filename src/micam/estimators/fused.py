@@ -58,6 +58,7 @@ _VALUES_PER_CHUNK = 1 << 22
 ROUTES = ("auto", "fused", "gpu", "chunked")
 GPU_BINS = (2, 4, 8, 16, 32, 64)  # the joint histogram of a map lives in registers: bins**2 a power of two
 _GPU_BLOCK = 1024  # output pixels per step of a GPU program
+_GPU_WARPS = 4  # warps per GPU program (Triton's default)
 
 
 def _load_triton() -> Any:
@@ -297,7 +298,7 @@ def gpu_binned(
     maps = activations.detach().contiguous()
     kernels.binned_map_sums[(batch * channels,)](
         maps, gray_codes.to(torch.int32).contiguous(), *plan, s_a, s_ab, constant,
-        channels, h, w, size[1], n, BINS=bins, BLOCK=_GPU_BLOCK,
+        channels, h, w, size[1], n, BINS=bins, BLOCK=_GPU_BLOCK, num_warps=_GPU_WARPS,
     )  # fmt: skip
     flags = constant.view(batch, channels).bool() | gray_constant[:, None]
     shape = (batch, channels)
