@@ -5,12 +5,16 @@ Two parts, both on CUDA (``--device``):
 * equality: the kernel's MI weights (``route="gpu"``) against the CPU path's (``route="auto"`` on the
   CPU: the fused numba kernels where numba is installed) on seeded random and adversarial maps (integer
   values, a constant map, all-negative values, 1e30), both upsamplings, the binned and normalized
-  estimators at 8, 32 and 64 bins, shapes from 4 x 6 -> 64 x 96 to 7 x 7 -> 224 x 224;
-  printed: the largest difference and how many weights differ at all.
+  estimators at 8, 32 and 64 bins, shapes from 4 x 6 -> 64 x 96 to 7 x 7 -> 224 x 224, both kernels
+  (the "dot" kernel serves 16-64 bins; at 8 bins both settings run the histogram kernel);
+  printed: the largest difference and how many weights differ by more than 1e-12 (float64 sums in
+  another order differ by ~1e-14; one pixel in another bin moves a weight by more than 1e-8).
 * the MI step alone at the four models' batch-32 shapes of their target layers (VGG-16 512 x 14 x 14,
   MobileNetV2 and EfficientNet-Lite0 1280 x 7 x 7, ResNet-50 2048 x 7 x 7) upsampled to 224 x 224:
-  the chunked torch route against the kernel at each output-pixel block and warp count of ``--blocks``
-  and ``--warps`` (median of ``--repeats`` after a warm-up, the device synchronized around each call).
+  the chunked torch route against each setting of the GPU route in ``KERNELS`` (``--kernels``): the
+  ``tl.histogram`` kernel and the tensor-core ("dot") kernel at several maps per program, pixel blocks
+  and warps (median of ``--repeats`` after a warm-up, the device synchronized around each call), and
+  the largest difference of each setting's weights from the default setting's.
 
 The whole-method ratios (MI-CAM / Grad-CAM) come from ``micam benchmark --device cuda --methods
 forward,grad_cam,mi_cam,mi_cam_gpu``; this script says where the MI step's time goes and whether the
@@ -63,6 +67,7 @@ def _maps(kind: str, shape: tuple[int, ...], generator: torch.Generator) -> torc
 
 def equality(device: str) -> list[dict[str, Any]]:
     generator = torch.Generator().manual_seed(0)
+    default = fused._GPU_KERNEL
     rows = []
     for (h, w), size in CASES:
         for kind in ("random", "relu", "integer", "negative", "huge", "constant"):
@@ -72,18 +77,22 @@ def equality(device: str) -> list[dict[str, Any]]:
                 for estimator in ("binned", "normalized"):
                     for bins in (8, 32, 64):
                         cpu = upsampled_mutual_information(maps, gray, mode, estimator, bins)
-                        gpu = upsampled_mutual_information(
-                            maps.to(device), gray.to(device), mode, estimator, bins, route="gpu"
-                        ).cpu()
-                        difference = (gpu - cpu).abs()
-                        rows.append(
-                            {
-                                "source": [h, w], "size": list(size), "kind": kind, "mode": mode,
-                                "estimator": estimator, "bins": bins,
-                                "max_difference": float(difference.max()),
-                                "weights_differing": int((difference > 0).sum()), "weights": difference.numel(),
-                            }
-                        )  # fmt: skip
+                        for kernel in ("histogram", "dot"):
+                            fused._GPU_KERNEL = kernel
+                            gpu = upsampled_mutual_information(
+                                maps.to(device), gray.to(device), mode, estimator, bins, route="gpu"
+                            ).cpu()
+                            difference = (gpu - cpu).abs()
+                            rows.append(
+                                {
+                                    "source": [h, w], "size": list(size), "kind": kind, "mode": mode,
+                                    "estimator": estimator, "bins": bins, "kernel": kernel,
+                                    "max_difference": float(difference.max()),
+                                    "weights_differing": int((difference > 1e-12).sum()),
+                                    "weights": difference.numel(),
+                                }
+                            )  # fmt: skip
+                        fused._GPU_KERNEL = default
     return rows
 
 
@@ -104,8 +113,25 @@ def _median_seconds(call: Callable[[], Any], device: str, repeats: int) -> float
     return statistics.median(times)
 
 
-def mi_step(device: str, batch: int, blocks: list[int], warps: list[int], repeats: int) -> list[dict[str, Any]]:
+KERNELS = {  # name -> settings of micam.estimators.fused for the GPU route
+    "histogram-2048x4": {"_GPU_KERNEL": "histogram", "_GPU_BLOCK": 2048, "_GPU_WARPS": 4},
+    "dot-4x64x4": {"_GPU_KERNEL": "dot", "_GPU_DOT_MAPS": 4, "_GPU_DOT_BLOCK": 64, "_GPU_WARPS": 4},
+    "dot-8x64x4": {"_GPU_KERNEL": "dot", "_GPU_DOT_MAPS": 8, "_GPU_DOT_BLOCK": 64, "_GPU_WARPS": 4},
+    "dot-8x64x8": {"_GPU_KERNEL": "dot", "_GPU_DOT_MAPS": 8, "_GPU_DOT_BLOCK": 64, "_GPU_WARPS": 8},
+    "dot-4x128x4": {"_GPU_KERNEL": "dot", "_GPU_DOT_MAPS": 4, "_GPU_DOT_BLOCK": 128, "_GPU_WARPS": 4},
+    "dot-8x128x8": {"_GPU_KERNEL": "dot", "_GPU_DOT_MAPS": 8, "_GPU_DOT_BLOCK": 128, "_GPU_WARPS": 8},
+    "dot-16x64x8": {"_GPU_KERNEL": "dot", "_GPU_DOT_MAPS": 16, "_GPU_DOT_BLOCK": 64, "_GPU_WARPS": 8},
+}
+
+
+def _use(settings: dict[str, Any]) -> None:
+    for name, value in settings.items():
+        setattr(fused, name, value)
+
+
+def mi_step(device: str, batch: int, kernels: list[str], repeats: int) -> list[dict[str, Any]]:
     generator = torch.Generator().manual_seed(1)
+    defaults = {name: getattr(fused, name) for settings in KERNELS.values() for name in settings}
     rows = []
     for model, (channels, h, w) in SHAPES.items():
         maps = torch.randn(batch, channels, h, w, generator=generator).clamp(min=0).to(device)
@@ -114,16 +140,19 @@ def mi_step(device: str, batch: int, blocks: list[int], warps: list[int], repeat
         row["chunked_s"] = _median_seconds(
             lambda maps=maps, gray=gray: upsampled_mutual_information(maps, gray, route="chunked"), device, repeats
         )
+        _use(defaults)
         reference = upsampled_mutual_information(maps, gray, route="gpu")
-        for block in blocks:
-            for warp in warps:
-                fused._GPU_BLOCK, fused._GPU_WARPS = block, warp
-                seconds = _median_seconds(
+        for kernel in kernels:
+            _use(KERNELS[kernel])
+            try:
+                row[f"{kernel}_s"] = _median_seconds(
                     lambda maps=maps, gray=gray: upsampled_mutual_information(maps, gray, route="gpu"), device, repeats
                 )
-                same = bool(torch.equal(upsampled_mutual_information(maps, gray, route="gpu"), reference))
-                row[f"kernel_s_block{block}_warps{warp}"] = seconds
-                row[f"same_block{block}_warps{warp}"] = same
+                again = upsampled_mutual_information(maps, gray, route="gpu")
+                row[f"{kernel}_max_difference"] = float((again - reference).abs().max())
+            except Exception as error:  # a setting that does not compile here: say so, time the others
+                row[f"{kernel}_error"] = f"{type(error).__name__}: {str(error)[:200]}"
+        _use(defaults)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -133,26 +162,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--blocks", default="512,1024,2048")
-    parser.add_argument("--warps", default="4,8")
+    parser.add_argument("--kernels", default=",".join(KERNELS), help="settings of the GPU route to time")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     began = time.perf_counter()
-    block, warps = fused._GPU_BLOCK, fused._GPU_WARPS
     rows = equality(args.device)
     worst = max(r["max_difference"] for r in rows)
     differing = sum(r["weights_differing"] for r in rows)
     print(f"equality: {len(rows)} cases, {sum(r['weights'] for r in rows)} weights; largest difference {worst:.3g}; "
-          f"{differing} weights differ", flush=True)  # fmt: skip
+          f"{differing} weights differ by more than 1e-12", flush=True)  # fmt: skip
     for r in rows:
         if r["weights_differing"]:
             print("  differs:", json.dumps(r), flush=True)
-    timing = mi_step(
-        args.device, args.batch, [int(b) for b in args.blocks.split(",")], [int(w) for w in args.warps.split(",")],
-        args.repeats,
-    )  # fmt: skip
-    fused._GPU_BLOCK, fused._GPU_WARPS = block, warps
+    timing = mi_step(args.device, args.batch, args.kernels.split(","), args.repeats)
     result = {
         "device": device_name(args.device), "torch": torch.__version__, "wall_s": time.perf_counter() - began,
         "equality": rows, "mi_step": timing,

@@ -9,6 +9,7 @@ with it set (``interpreted_cases``), and the tests check what that process repor
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ from micam.estimators.fused import _plan
 
 CASES = [(mode, estimator, bins) for mode in ("bilinear", "nearest") for estimator, bins in
          (("binned", 32), ("binned", 2), ("normalized", 64))]  # fmt: skip
+KERNELS = ("histogram", "dot")  # micam.estimators.fused._GPU_KERNEL; "dot" serves 16-64 bins
 
 
 def awkward_maps() -> torch.Tensor:
@@ -69,21 +71,25 @@ def _error(call: Any) -> str:
 
 def run_cases() -> dict[str, Any]:
     """Run in the interpreted subprocess: every case's kernel MI and chunked MI, and the refusals."""
+    from micam.estimators import fused
+
     warnings.simplefilter("ignore", RuntimeWarning)  # numpy evaluates both sides of each tl.where
     maps, gray = awkward_maps(), gray_image()
     found: dict[str, Any] = {}
-    for mode, estimator, bins in CASES:
-        kernel = upsampled_mutual_information(maps, gray, mode, estimator, bins, route="gpu")
-        expected = expression_mi(maps, gray, mode, estimator, bins)
-        found[f"{mode}-{estimator}-{bins}"] = {"kernel": kernel.tolist(), "expected": expected.tolist()}
     square = torch.rand(2, 56, 56, generator=torch.Generator().manual_seed(2))
     square_maps = awkward_maps()[..., :5, :].repeat(1, 1, 2, 2)[..., :7, :7]
-    for mode in ("bilinear", "nearest"):
-        kernel = upsampled_mutual_information(square_maps, square, mode, route="gpu")
-        chunked = upsampled_mutual_information(square_maps, square, mode, route="chunked")
-        found[f"8x {mode}"] = {"kernel": kernel.tolist(), "expected": chunked.tolist()}
     flat = torch.full((1, 20, 20), 0.3)
-    found["constant gray"] = upsampled_mutual_information(maps[:1], flat, "bilinear", route="gpu").tolist()
+    for name in KERNELS:
+        fused._GPU_KERNEL = name
+        for mode, estimator, bins in CASES:
+            kernel = upsampled_mutual_information(maps, gray, mode, estimator, bins, route="gpu")
+            expected = expression_mi(maps, gray, mode, estimator, bins)
+            found[f"{name} {mode}-{estimator}-{bins}"] = {"kernel": kernel.tolist(), "expected": expected.tolist()}
+        for mode in ("bilinear", "nearest"):
+            kernel = upsampled_mutual_information(square_maps, square, mode, route="gpu")
+            chunked = upsampled_mutual_information(square_maps, square, mode, route="chunked")
+            found[f"{name} 8x {mode}"] = {"kernel": kernel.tolist(), "expected": chunked.tolist()}
+        found[f"{name} constant gray"] = upsampled_mutual_information(maps[:1], flat, route="gpu").tolist()
     found["bins 33"] = _error(lambda: upsampled_mutual_information(maps, gray, "bilinear", "binned", 33, route="gpu"))
     found["reference"] = _error(lambda: upsampled_mutual_information(maps, gray, "nearest", "reference", route="gpu"))
     found["float64"] = _error(lambda: upsampled_mutual_information(maps.double(), gray.double(), route="gpu"))
@@ -102,24 +108,44 @@ def interpreted_cases() -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("name", KERNELS)
 @pytest.mark.parametrize("case", [f"{mode}-{estimator}-{bins}" for mode, estimator, bins in CASES])
-def test_gpu_kernel_equals_its_expression_counted_straightforwardly(interpreted_cases, case):
-    found = interpreted_cases[case]
+def test_gpu_kernel_equals_its_expression_counted_straightforwardly(interpreted_cases, name, case):
+    found = interpreted_cases[f"{name} {case}"]
     kernel, expected = torch.tensor(found["kernel"]), torch.tensor(found["expected"])
     torch.testing.assert_close(kernel, expected, rtol=0, atol=1e-12)
     assert kernel[1, 0] > 0  # the map with ties
 
 
+@pytest.mark.parametrize("name", KERNELS)
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
-def test_gpu_kernel_equals_the_chunked_route_where_aten_rounds_alike(interpreted_cases, mode):
-    found = interpreted_cases[f"8x {mode}"]
+def test_gpu_kernel_equals_the_chunked_route_where_aten_rounds_alike(interpreted_cases, name, mode):
+    found = interpreted_cases[f"{name} 8x {mode}"]
     kernel, chunked = torch.tensor(found["kernel"]), torch.tensor(found["expected"])
     torch.testing.assert_close(kernel, chunked, rtol=0, atol=1e-12)
     assert kernel[0, 1] == 0  # a constant map stays constant when the weights are exact
 
 
-def test_gpu_kernel_of_a_constant_gray_image_is_zero(interpreted_cases):
-    assert interpreted_cases["constant gray"] == [[0.0] * 6]
+@pytest.mark.parametrize("name", KERNELS)
+def test_gpu_kernel_of_a_constant_gray_image_is_zero(interpreted_cases, name):
+    assert interpreted_cases[f"{name} constant gray"] == [[0.0] * 6]
+
+
+def test_gpu_kernels_divide_with_correct_rounding():
+    """Triton compiles a float ``/`` to an approximate division on NVIDIA GPUs (an ulp off ``bins / span``
+    moved pixels across bin edges on an H100), and its interpreter divides exactly, so no run here can
+    see it: the kernels' source must use ``tl.math.div_rn`` for every division."""
+    source = Path(micam_triton_source()).read_text()
+    divisions = [node.lineno for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)]  # fmt: skip
+    assert divisions == [], f"plain '/' in micam/estimators/_triton.py at lines {divisions}: use tl.math.div_rn"
+    assert "tl.math.div_rn" in source
+
+
+def micam_triton_source() -> str:
+    import micam.estimators
+
+    return str(Path(micam.estimators.__file__).parent / "_triton.py")
 
 
 def test_gpu_route_says_why_it_cannot_run(interpreted_cases):

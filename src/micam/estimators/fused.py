@@ -16,13 +16,16 @@
   bounded chunk of maps with ``F.interpolate`` and call ``mutual_information`` on it. The fused
   kernels are written for images, so 1-D (B, K, l) and 3-D (B, K, d, h, w) layers always take it.
 
-* gpu (CUDA, float32 images, the binned estimators at 2-64 bins, Triton installed): one Triton program per
-  map upsamples, bins and counts it in registers (``micam.estimators._triton``); nothing the size of an
-  upsampled layer is written. Its bilinear values use the fused multiply-adds of ATen's CPU kernel, so
-  they, and the weights, are those of the CPU routes rather than of CUDA's ``F.interpolate`` (which the
-  chunked route uses on a GPU; the two round differently near bin edges). Until it is measured on a GPU
-  it is opt-in: ``route="gpu"``, or ``MICAM_GPU_KERNEL=1`` for "auto" (and so for MI-CAM) on CUDA;
-  ``micam benchmark --device cuda`` times it (``mi_cam_gpu``) and compares its weights with both.
+* gpu (CUDA, float32 images, the binned estimators at 2-64 bins, Triton installed): a Triton kernel
+  upsamples, bins and counts each map on chip (``micam.estimators._triton``); nothing the size of an
+  upsampled layer is written. Its bilinear values use the fused multiply-adds of ATen's CPU kernel and
+  its ``bins / span`` is correctly rounded, so they, and the weights, are meant to be those of the CPU
+  routes rather than of CUDA's ``F.interpolate`` (which the chunked route uses on a GPU; the two round
+  differently near bin edges). On an H100 it made MI-CAM about 10x faster than the chunked route, but
+  that run found its weights off by up to 8.8e-4 (an approximate division, fixed since, not yet rerun on
+  a GPU; docs/benchmark.md), so it is opt-in: ``route="gpu"``, or ``MICAM_GPU_KERNEL=1`` for "auto" (and
+  so for MI-CAM) on CUDA. ``python benchmarks/gpu_kernel.py`` checks it against the CPU path and times
+  it; ``micam benchmark --device cuda`` times MI-CAM with it (``mi_cam_gpu``).
 
 No route holds more than about ``_VALUES_PER_CHUNK`` upsampled values at once, whatever the batch
 size. ``MICAM_FUSED=0`` in the environment forces the chunked route. Which estimators have a fused
@@ -59,6 +62,11 @@ ROUTES = ("auto", "fused", "gpu", "chunked")
 GPU_BINS = (2, 4, 8, 16, 32, 64)  # the joint histogram of a map lives in registers: bins**2 a power of two
 _GPU_BLOCK = 1024  # output pixels per step of a GPU program
 _GPU_WARPS = 4  # warps per GPU program (Triton's default)
+# "histogram": tl.histogram, one map a program (timed on an H100); "dot": counts on the tensor cores, several
+# maps a program, 16-64 bins (tested in Triton's interpreter, compiled for sm_90, not yet timed on a GPU).
+_GPU_KERNEL = "histogram"
+_GPU_DOT_MAPS = 4  # maps per program of the "dot" kernel
+_GPU_DOT_BLOCK = 64  # output pixels per step of the "dot" kernel
 
 
 def _load_triton() -> Any:
@@ -296,10 +304,14 @@ def gpu_binned(
     s_ab = torch.empty_like(s_a)
     constant = torch.empty(batch * channels, dtype=torch.int8, device=device)
     maps = activations.detach().contiguous()
-    kernels.binned_map_sums[(batch * channels,)](
-        maps, gray_codes.to(torch.int32).contiguous(), *plan, s_a, s_ab, constant,
-        channels, h, w, size[1], n, BINS=bins, BLOCK=_GPU_BLOCK, num_warps=_GPU_WARPS,
-    )  # fmt: skip
+    arguments = (maps, gray_codes.to(torch.int32).contiguous(), *plan, s_a, s_ab, constant, channels, h, w, size[1], n)
+    if _GPU_KERNEL == "dot" and bins >= 16:
+        groups = batch * -(-channels // _GPU_DOT_MAPS)
+        kernels.binned_map_sums_dot[(groups,)](
+            *arguments, BINS=bins, MAPS=_GPU_DOT_MAPS, BLOCK=_GPU_DOT_BLOCK, num_warps=_GPU_WARPS
+        )
+    else:
+        kernels.binned_map_sums[(batch * channels,)](*arguments, BINS=bins, BLOCK=_GPU_BLOCK, num_warps=_GPU_WARPS)
     flags = constant.view(batch, channels).bool() | gray_constant[:, None]
     shape = (batch, channels)
     return _finish_binned(s_a.view(shape), s_b[:, None].expand(shape), s_ab.view(shape), flags, n, normalized)
