@@ -7,6 +7,9 @@
 # MobileNetV1 needs MICAM_MOBILENET_V1_WEIGHTS. A model with a committed run (docs/results/<model>) starts
 # from it, so only the images it lacks are evaluated; the evaluator checks that settings and data match.
 # An H100 did 872 EfficientNet-Lite0 images in 308 s and 1,000 MobileNetV1 images in 274 s.
+# EVALUATE_ARGS adds arguments to each evaluate, e.g. EVALUATE_ARGS="--methods all --metrics default" extends
+# a committed run with the controls and metrics it lacks (its rows kept byte for byte, the new columns in
+# per_image_added.csv), as docs/results.md asks for the stated-protocol runs.
 set -uo pipefail
 [ $# -ge 4 ] || { sed -n 2,5p "$0"; exit 2; }
 DATA="$1"; OUT_DIR="$2"; TOTAL="$3"; shift 3
@@ -23,6 +26,7 @@ for model in "$@"; do
     if [ ! -e "$OUT_DIR/eval-$model/per_image.csv" ] && [ -f "$seed_dir/per_image.csv" ]; then
         mkdir -p "$OUT_DIR/eval-$model"
         cp "$seed_dir"/{per_image,counterfactual,sanity,skipped}.csv "$seed_dir"/{settings,results}.json "$OUT_DIR/eval-$model/"
+        [ -f "$seed_dir/per_image_added.csv" ] && cp "$seed_dir/per_image_added.csv" "$OUT_DIR/eval-$model/"
         gunzip -c "$seed_dir/curves.csv.gz" > "$OUT_DIR/eval-$model/curves.csv"
         echo "$model resumes the committed run: $(( $(wc -l < "$seed_dir/per_image.csv") - 1 )) rows"
     fi
@@ -31,7 +35,7 @@ for model in "$@"; do
     echo "== evaluate $model (budget ${budget} s)"
     timeout -k 15 --signal=INT "$budget" "$PY" -m micam.cli.main evaluate --data "$DATA" --model "$model" \
         --out "$OUT_DIR/eval-$model" --device cuda --batch-size 32 --score-cam-batch-size 1280 \
-        --counterfactual-images 50 --sanity-images 4 --resume
+        --counterfactual-images 50 --sanity-images 4 --resume ${EVALUATE_ARGS:-}
     status=$?
     echo "evaluate $model: exit status $status after $(( $(date +%s) - START )) s"
     case $status in 0|1|124|130|137) ;; *) echo "stopping: evaluate failed"; exit 3 ;; esac
