@@ -3,6 +3,10 @@ of its own bilinear expression (ATen's CPU one; the interpreter rounds its fused
 and so does the reference here) to 1e-12, for both upsamplings, both binned estimators and awkward
 maps; and the chunked route's MI where rounding cannot differ (an 8x upsampling: exact weights).
 
+The interpreter divides exactly whatever the code says, so two more tests look at what a GPU would run:
+the kernels' source has no plain ``/``, and the kernels compiled for sm_90 (Triton's own ptxas, no GPU)
+divide floats only with correct rounding.
+
 Triton reads TRITON_INTERPRET when it is first imported, so the cases run in one subprocess started
 with it set (``interpreted_cases``), and the tests check what that process reports.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -140,6 +145,44 @@ def test_gpu_kernels_divide_with_correct_rounding():
                  if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)]  # fmt: skip
     assert divisions == [], f"plain '/' in micam/estimators/_triton.py at lines {divisions}: use tl.math.div_rn"
     assert "tl.math.div_rn" in source
+
+
+# Argument types as ``micam.estimators.fused.gpu_binned`` passes them: maps, gray codes, the plan (int64
+# indices, float32 weights), the outputs, then channels, h, w, big_w, n.
+KERNEL_TYPES = ["*fp32", "*i32", "*i64", "*i64", "*fp32", "*fp32", "*i64", "*i64", "*fp32", "*fp32",
+                "*fp64", "*fp64", "*i8", "i32", "i32", "i32", "i32", "i32"]  # fmt: skip
+
+
+COMPILED = [("binned_map_sums", {"BINS": 32, "BLOCK": 1024}),
+            ("binned_map_sums_dot", {"BINS": 32, "MAPS": 4, "BLOCK": 64})]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kernel", "constants"), COMPILED)
+def test_gpu_kernels_compile_for_hopper_with_exact_float_division(kernel, constants):
+    """The kernels compile for an H100 (sm_90) without a GPU, and the PTX divides floats only with
+    correct rounding (``div.rn``): no ``div.full`` / ``div.approx``, which the interpreter cannot show."""
+    pytest.importorskip("triton")
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the kernels are interpreted in this process")
+    from triton import compile as triton_compile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from micam.estimators import _triton
+
+    function = getattr(_triton, kernel)
+    signature = dict(zip(function.arg_names, KERNEL_TYPES + ["constexpr"] * len(constants), strict=True))
+    compiled = triton_compile(
+        ASTSource(fn=function, signature=signature, constexprs=constants),
+        target=GPUTarget("cuda", 90, 32),
+        options={"num_warps": 4},
+    )
+    ptx = compiled.asm["ptx"]
+    float_divisions = re.findall(r"\bdiv(?:\.[a-z]+)*\.f(?:32|64)\b", ptx)
+    assert float_divisions, "the kernel divides bins by the span: a division must be there"
+    assert all(".rn." in d for d in float_divisions), sorted(set(float_divisions))
+    if kernel == "binned_map_sums_dot":
+        assert "wgmma" in ptx or "mma" in ptx  # the counts go through the tensor cores
 
 
 def micam_triton_source() -> str:

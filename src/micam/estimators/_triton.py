@@ -16,7 +16,8 @@ route reproduces too: along the row ``fma(col_w0, v00, col_w1 * v01)``, then
 source indices and weights of ``micam.estimators.fused._plan`` (nearest upsampling: weights 1 and 0,
 which return the source value). Every float division is ``tl.math.div_rn``: Triton compiles a float32
 ``/`` to an approximate division (``div.full.f32``), which moved ``bins / span`` by an ulp and pixels
-across bin edges on an H100; ``tests/test_gpu_kernel.py`` refuses a ``/`` in this file. On a GPU the
+across bin edges on an H100; ``tests/test_gpu_kernel.py`` refuses a ``/`` in this file and compiles
+both kernels for sm_90 (no GPU needed) to check that their PTX divides only with ``div.rn``. On a GPU the
 values, so the bins, are then meant to be those of the CPU path bit for bit, not those of CUDA's
 ``F.interpolate``.
 
