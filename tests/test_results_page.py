@@ -87,3 +87,21 @@ def test_a_claim_holds_when_the_paired_verdict_orders_the_pair_as_the_paper_does
     # paper: 80.00, rank 2 of 4 (eigen-cam's 70 is better); the run: MI-CAM 50.00, rank 2 (score-cam's 45)
     assert row == "| AD ↓ | 80.00 (#2, VGG-16) | 50.00 (#2, +−=) | 1 of 3 hold, 1 reversed, 1 open |"
     assert table[0].startswith("| metric | paper: MI-CAM (rank) | authors' protocol (10 images) |")
+
+
+def test_coverage_says_how_far_the_authors_runs_are_and_where_they_ran():
+    from micam.reports.results_page import CPU_MINIMUM_IMAGES, _coverage
+
+    def per_model(counts: dict[str, int], device: str) -> dict:
+        return {
+            model: ({"authors": {"n_images": n, "n_requested": 1000, "runs": [{"device_name": device}]}}, None)
+            for model, n in counts.items()
+        }
+
+    cpu = "CPU x86_64, 1 threads"
+    enough = " ".join(_coverage(per_model({"a": CPU_MINIMUM_IMAGES, "b": 412}, cpu)))
+    assert "so far: a 300, b 412, of 1,000" in enough and "CPU alone" in enough and "gpu_run.sh" in enough
+    short = " ".join(_coverage(per_model({"a": 299, "b": 412}, cpu)))
+    assert "CPU alone" not in short and f"made on {cpu}" in short
+    assert "CPU alone" not in " ".join(_coverage(per_model({"a": 300}, "NVIDIA H100 80GB HBM3")))
+    assert _coverage(per_model({"a": 1000, "b": 1000}, cpu)) == []

@@ -190,17 +190,29 @@ def _protocols(runs: Path, loaded: list[Results], content: PageContent) -> list[
     return lines
 
 
+CPU_MINIMUM_IMAGES = 300  # issue 15: the authors' protocol runs cover at least this many images where no GPU is lent
+
+
 def _coverage(per_model: Mapping[str, tuple[Mapping[str, Results], Any]]) -> list[str]:
-    """How many images each authors' protocol run has, and what an open claim means while they are few."""
+    """How many images each authors' protocol run has, on which devices, and what an open claim means
+    while they are few."""
     counts = {model: runs["authors"]["n_images"] for model, (runs, _) in per_model.items()}
     requested = max((runs["authors"].get("n_requested") or 0) for runs, _ in per_model.values())
     if all(n >= requested for n in counts.values()):
         return []
     listed_counts = ", ".join(f"{model} {n:,}" for model, n in counts.items())
+    devices = sorted({r["device_name"] for runs, _ in per_model.values() for r in runs["authors"].get("runs") or []})
+    on_cpu_only = bool(devices) and all(d.startswith("CPU") for d in devices)
+    scope = (
+        f"made on the CPU alone, no GPU having been lent long enough; the first {CPU_MINIMUM_IMAGES} per model is the "
+        "scope set for a CPU-only machine, and `scripts/gpu_run.sh` finishes them on a GPU"
+        if on_cpu_only and min(counts.values()) >= CPU_MINIMUM_IMAGES
+        else f"made on {' and '.join(devices) or 'no recorded device'}"
+    )
     return [
-        f"The authors' protocol runs are unfinished (images so far: {listed_counts}, of {requested:,}): with",
-        "so few images most paired verdicts are `=`, so an *open* claim there is undecided, not refuted. The",
-        "runs go on with the command under each table.",
+        f"The authors' protocol runs cover part of the shared images (so far: {listed_counts}, of {requested:,};",
+        f"{scope}). With this few images many paired verdicts are `=`, so an *open* claim there is undecided, not",
+        "refuted. The runs go on with the command under each table.",
         "",
     ]
 
