@@ -1,7 +1,8 @@
-"""The Triton kernel of the binned estimator, run by Triton's CPU interpreter (no GPU needed): the MI
-of its own bilinear expression (ATen's CPU one; the interpreter rounds its fused multiply-adds twice,
-and so does the reference here) to 1e-12, for both upsamplings, both binned estimators and awkward
-maps; and the chunked route's MI where rounding cannot differ (an 8x upsampling: exact weights).
+"""The Triton kernels of the binned estimator (the histogram one and the tensor-core one), run by
+Triton's CPU interpreter (no GPU needed): the MI of their own bilinear expression (ATen's CPU one; the
+interpreter rounds its fused multiply-adds twice, and so does the reference here) to 1e-12, for both
+upsamplings, both binned estimators and awkward maps; and the chunked route's MI where rounding cannot
+differ (an 8x upsampling: exact weights).
 
 The interpreter divides exactly whatever the code says, so two more tests look at what a GPU would run:
 the kernels' source has no plain ``/``, and the kernels compiled for sm_90 (Triton's own ptxas, no GPU)
