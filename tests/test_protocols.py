@@ -185,3 +185,32 @@ def test_an_extension_may_cover_the_first_images_only_and_every_finished_image_s
     assert results["methods"]["grad-cam"]["area_matched_drop"]["n"] == 3
     assert results["methods"]["channel-sum"]["average_drop"]["n"] == 3
     assert (out / "per_image.csv").read_bytes().startswith(before)
+
+
+def test_a_second_extension_keeps_the_first_ones_values_on_images_it_has_not_reached(tmp_path, tiny_zoo):
+    """Extending twice (area-matched on every image, then ROAD on the first image only) keeps the first
+    extension's values of the other images on disk and in the results; the image the second one reached
+    gets a row with every gained column, whose area-matched values are the first extension's."""
+    listing = _data(tmp_path)
+    out = tmp_path / "run"
+    argv = _evaluate(listing, "--steps", "4", "--out", str(out), "--batch-size", "1", "--methods", "grad-cam")
+    assert main([*argv, "--metrics", "drop-increase"]) == 0
+    assert main([*argv, "--resume", "--metrics", "drop-increase,area-matched"]) == 0
+    first = {(r["image"], r["method"]): r for r in read_rows(out)}
+    assert main([*argv, "--resume", "--metrics", "drop-increase,area-matched,road", "--limit", "1"]) == 0
+    rows = {(r["image"], r["method"]): r for r in read_rows(out)}
+    assert rows.keys() == first.keys() and len(rows) == 3
+    reached = [key for key, row in rows.items() if row.get("road_morf")]
+    assert len(reached) == 1  # --limit 1: ROAD on the first image only
+    for key, row in rows.items():
+        assert row["area_matched_drop"] == first[key]["area_matched_drop"] != "", key  # nothing lost
+    results = json.loads((out / "results.json").read_text())["methods"]["grad-cam"]
+    assert results["area_matched_drop"]["n"] == 3 and results["road_morf"]["n"] == 1
+    assert results["average_drop"]["n"] == 3
+    # the run's own (gained) metrics on every image: ROAD reaches the other two, nothing else changes
+    assert main([*argv, "--resume"]) == 0
+    rows = {(r["image"], r["method"]): r for r in read_rows(out)}
+    assert all(row["road_morf"] for row in rows.values())
+    assert all(row["area_matched_drop"] == first[key]["area_matched_drop"] for key, row in rows.items())
+    # a resume keeps the last row of each (image, method), then appends the two it computed
+    assert len((out / ADDED).read_text().splitlines()) == 1 + 3 + 2

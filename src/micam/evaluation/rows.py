@@ -23,16 +23,15 @@ def read_rows(out: str | Path) -> list[dict[str, str]]:
 
 def finished_rows(out: str | Path, base_methods: Sequence[str], added: Sequence[str]) -> list[dict[str, str]]:
     """The joined rows of the finished images: those with a row for every one of ``base_methods``
-    (the run's methods before it gained any). A gained method's row, and a gained column's value
-    (``added``), is left out where it is not whole yet (a cut batch)."""
+    (the run's methods before it gained any). A gained column (``added``) counts where it has a value:
+    an image that an earlier extension covered and a later one has not reached yet keeps the earlier
+    extension's values (torn rows never get here: ``read_csv`` drops them). A gained method's row
+    counts once it has any gained value (its per_image_added.csv row is written first; a torn one leaves
+    it out)."""
     rows = read_rows(out)
     finished = finished_images(rows, base_methods)
-    kept = []
-    for row in rows:
-        if row["image"] in finished:
-            whole = all(row.get(column) for column in added)
-            kept.append(row if whole else {k: v for k, v in row.items() if k not in added})
-    return [row for row in kept if row["method"] in base_methods or all(c in row for c in added)]
+    kept = [{k: v for k, v in row.items() if k not in added or v} for row in rows if row["image"] in finished]
+    return [row for row in kept if row["method"] in base_methods or not added or any(c in row for c in added)]
 
 
 def added_columns(out: str | Path) -> list[str]:

@@ -148,7 +148,8 @@ class RunStore:
         complete = finished_images(rows, self.base_methods)  # what the run had before any gain is done
         rows = [r for r in rows if r["image"] in complete and r["method"] in earlier_methods]
         self._gain_columns(csv_header(existing))
-        added = self._complete_added(complete)
+        added = self._finished_added(complete)
+        whole = {key for key, row in added.items() if all(row.get(c) for c in self.added)}
         have_of: dict[str, set[str]] = {}
         for row in rows:
             have_of.setdefault(row["image"], set()).add(row["method"])
@@ -157,7 +158,7 @@ class RunStore:
             have = have_of[image]
             todo = ToDo(
                 tuple(m for m in methods if m not in have),
-                tuple(m for m in methods if m in have and self.added and (image, m) not in added),
+                tuple(m for m in methods if m in have and self.added and (image, m) not in whole),
             )
             if todo.methods or todo.gained:
                 self.missing[image] = todo
@@ -202,11 +203,11 @@ class RunStore:
         earlier = added_columns(self.out)
         self.added = [*earlier, *(m for m in self.metrics if m not in header and m not in earlier)]
 
-    def _complete_added(self, complete: set[str]) -> dict[tuple[str, str], dict[str, str]]:
-        """The rows of per_image_added.csv of finished images that have every added column (the last
-        row of an (image, method) counts)."""
-        rows = {(r["image"], r["method"]): r for r in read_csv(self.path(ADDED)) if r["image"] in complete}
-        return {key: row for key, row in rows.items() if all(row.get(c) for c in self.added)}
+    def _finished_added(self, complete: set[str]) -> dict[tuple[str, str], dict[str, str]]:
+        """The rows of per_image_added.csv of finished images (the last row of an (image, method) counts).
+        A row that lacks columns a later extension added keeps its other values: an image the new
+        extension has not reached yet loses nothing, and the row computed for it later supersedes it."""
+        return {(r["image"], r["method"]): r for r in read_csv(self.path(ADDED)) if r["image"] in complete}
 
     def _lock(self) -> None:
         """Hold an exclusive lock on the folder until ``close`` (or the process ends): two processes
