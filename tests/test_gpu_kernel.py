@@ -148,9 +148,9 @@ def test_gpu_kernels_divide_with_correct_rounding():
     assert "tl.math.div_rn" in source
 
 
-# Argument types as ``micam.estimators.fused.gpu_binned`` passes them: maps, gray codes, the plan (int64
-# indices, float32 weights), the outputs, then channels, h, w, big_w, n.
-KERNEL_TYPES = ["*fp32", "*i32", "*i64", "*i64", "*fp32", "*fp32", "*i64", "*i64", "*fp32", "*fp32",
+# Argument types as ``micam.estimators.fused.gpu_binned`` passes them: maps, gray codes, the plan (a tuple:
+# int64 indices, float32 weights), the outputs, then channels, h, w, big_w, n.
+KERNEL_TYPES = ["*fp32", "*i32", ("*i64", "*i64", "*fp32", "*fp32", "*i64", "*i64", "*fp32", "*fp32"),
                 "*fp64", "*fp64", "*i8", "i32", "i32", "i32", "i32", "i32"]  # fmt: skip
 
 

@@ -37,14 +37,7 @@ import triton.language as tl
 def binned_map_sums(
     maps_ptr,
     gray_codes_ptr,
-    row0_ptr,
-    row1_ptr,
-    row_w0_ptr,
-    row_w1_ptr,
-    col0_ptr,
-    col1_ptr,
-    col_w0_ptr,
-    col_w1_ptr,
+    plan,
     s_a_ptr,
     s_ab_ptr,
     constant_ptr,
@@ -65,8 +58,7 @@ def binned_map_sums(
     lo = float("inf")
     hi = float("-inf")
     for start in range(0, n, BLOCK):
-        value, valid = _upsampled_map(source, alive, start, n, w, big_w, row0_ptr, row1_ptr, row_w0_ptr,
-                                      row_w1_ptr, col0_ptr, col1_ptr, col_w0_ptr, col_w1_ptr, BLOCK)  # fmt: skip
+        value, valid = _upsampled_map(source, alive, start, n, w, big_w, plan, BLOCK)  # fmt: skip
         lo = tl.minimum(lo, tl.min(tl.where(valid, value, float("inf")), axis=0))
         hi = tl.maximum(hi, tl.max(tl.where(valid, value, float("-inf")), axis=0))
     span = hi - lo
@@ -75,8 +67,7 @@ def binned_map_sums(
     joint = tl.zeros((BINS * BINS,), dtype=tl.int32)
     top = 0
     for start in range(0, n, BLOCK):
-        value, valid = _upsampled_map(source, alive, start, n, w, big_w, row0_ptr, row1_ptr, row_w0_ptr,
-                                      row_w1_ptr, col0_ptr, col1_ptr, col_w0_ptr, col_w1_ptr, BLOCK)  # fmt: skip
+        value, valid = _upsampled_map(source, alive, start, n, w, big_w, plan, BLOCK)  # fmt: skip
         offsets = value - lo
         scaled = tl.where(overflow, tl.math.div_rn(offsets, tl.zeros_like(offsets) + span) * BINS, offsets * scale)
         code = tl.minimum(tl.maximum(tl.floor(scaled), 0.0), BINS - 1.0).to(tl.int32)
@@ -97,14 +88,7 @@ def binned_map_sums(
 def binned_map_sums_dot(
     maps_ptr,
     gray_codes_ptr,
-    row0_ptr,
-    row1_ptr,
-    row_w0_ptr,
-    row_w1_ptr,
-    col0_ptr,
-    col1_ptr,
-    col_w0_ptr,
-    col_w1_ptr,
+    plan,
     s_a_ptr,
     s_ab_ptr,
     constant_ptr,
@@ -128,8 +112,7 @@ def binned_map_sums_dot(
     lo = tl.full((MAPS,), float("inf"), tl.float32)
     hi = tl.full((MAPS,), float("-inf"), tl.float32)
     for start in range(0, n, BLOCK):
-        value, valid, _ = _upsampled_maps(sources, live, start, n, w, big_w, row0_ptr, row1_ptr, row_w0_ptr,
-                                          row_w1_ptr, col0_ptr, col1_ptr, col_w0_ptr, col_w1_ptr, BLOCK)  # fmt: skip
+        value, valid, _ = _upsampled_maps(sources, live, start, n, w, big_w, plan, BLOCK)  # fmt: skip
         lo = tl.minimum(lo, tl.min(tl.where(valid, value, float("inf")), axis=1))
         hi = tl.maximum(hi, tl.max(tl.where(valid, value, float("-inf")), axis=1))
     span = hi - lo
@@ -140,8 +123,7 @@ def binned_map_sums_dot(
     joint = tl.zeros((MAPS * BINS, BINS), dtype=tl.int32)
     top = tl.zeros((MAPS,), dtype=tl.int32)
     for start in range(0, n, BLOCK):
-        value, valid, pixel = _upsampled_maps(sources, live, start, n, w, big_w, row0_ptr, row1_ptr,
-                                              row_w0_ptr, row_w1_ptr, col0_ptr, col1_ptr, col_w0_ptr, col_w1_ptr,
+        value, valid, pixel = _upsampled_maps(sources, live, start, n, w, big_w, plan,
                                               BLOCK)  # fmt: skip
         offsets = value - lo[:, None]
         divided = tl.math.div_rn(offsets, tl.zeros_like(offsets) + safe_span[:, None]) * BINS
@@ -170,18 +152,12 @@ def _upsampled_maps(
     n,
     w,
     big_w,
-    row0_ptr,
-    row1_ptr,
-    row_w0_ptr,
-    row_w1_ptr,
-    col0_ptr,
-    col1_ptr,
-    col_w0_ptr,
-    col_w1_ptr,
+    plan,
     BLOCK: tl.constexpr,
 ):
     """(MAPS, BLOCK) upsampled values of output pixels start .. start + BLOCK of the maps at ``sources``,
     which of them exist, and the pixel indices (BLOCK,)."""
+    row0_ptr, row1_ptr, row_w0_ptr, row_w1_ptr, col0_ptr, col1_ptr, col_w0_ptr, col_w1_ptr = plan
     pixel = start + tl.arange(0, BLOCK)
     inside = pixel < n
     y = pixel // big_w
@@ -213,17 +189,9 @@ def _upsampled_map(
     n,
     w,
     big_w,
-    row0_ptr,
-    row1_ptr,
-    row_w0_ptr,
-    row_w1_ptr,
-    col0_ptr,
-    col1_ptr,
-    col_w0_ptr,
-    col_w1_ptr,
+    plan,
     BLOCK: tl.constexpr,
 ):
     """``_upsampled_maps`` of one map (``source`` and ``alive`` of shape (1,)): (BLOCK,) values and which exist."""
-    value, valid, _ = _upsampled_maps(source, alive, start, n, w, big_w, row0_ptr, row1_ptr, row_w0_ptr,
-                                      row_w1_ptr, col0_ptr, col1_ptr, col_w0_ptr, col_w1_ptr, BLOCK)  # fmt: skip
+    value, valid, _ = _upsampled_maps(source, alive, start, n, w, big_w, plan, BLOCK)  # fmt: skip
     return tl.reshape(value, (BLOCK,)), tl.reshape(valid, (BLOCK,))

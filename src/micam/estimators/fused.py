@@ -304,7 +304,19 @@ def gpu_binned(
     s_ab = torch.empty_like(s_a)
     constant = torch.empty(batch * channels, dtype=torch.int8, device=device)
     maps = activations.detach().contiguous()
-    arguments = (maps, gray_codes.to(torch.int32).contiguous(), *plan, s_a, s_ab, constant, channels, h, w, size[1], n)
+    arguments = (
+        maps,
+        gray_codes.to(torch.int32).contiguous(),
+        tuple(plan),
+        s_a,
+        s_ab,
+        constant,
+        channels,
+        h,
+        w,
+        size[1],
+        n,
+    )
     if _GPU_KERNEL == "dot" and bins >= 16:
         groups = batch * -(-channels // _GPU_DOT_MAPS)
         kernels.binned_map_sums_dot[(groups,)](
