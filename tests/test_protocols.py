@@ -214,3 +214,15 @@ def test_a_second_extension_keeps_the_first_ones_values_on_images_it_has_not_rea
     assert all(row["area_matched_drop"] == first[key]["area_matched_drop"] for key, row in rows.items())
     # a resume keeps the last row of each (image, method), then appends the two it computed
     assert len((out / ADDED).read_text().splitlines()) == 1 + 3 + 2
+
+
+def test_a_limited_run_records_how_many_images_its_data_has(tmp_path, tiny_zoo):
+    """--limit 2 of 3 images: n_requested is 2 (the run is done), n_available 3 (what the results page
+    counts its coverage against: "the first 2 of the 3 shared images")."""
+    listing = _data(tmp_path)
+    out = tmp_path / "run"
+    argv = _evaluate(listing, "--steps", "4", "--out", str(out), "--methods", "grad-cam", "--metrics", "drop-increase")
+    assert main([*argv, "--limit", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (results["n_images"], results["n_requested"], results["n_available"]) == (2, 2, 3)
+    assert "2 images" in (out / "results.md").read_text()

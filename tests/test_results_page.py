@@ -105,3 +105,8 @@ def test_coverage_says_how_far_the_authors_runs_are_and_where_they_ran():
     assert "CPU alone" not in short and f"made on {cpu}" in short
     assert "CPU alone" not in " ".join(_coverage(per_model({"a": 300}, "NVIDIA H100 80GB HBM3")))
     assert _coverage(per_model({"a": 1000, "b": 1000}, cpu)) == []
+    # runs made with --limit 300 are done as asked, but cover 300 of the data's 1,000 images
+    limited = per_model({"a": 300, "b": 300}, cpu)
+    for runs, _ in limited.values():
+        runs["authors"] |= {"n_requested": 300, "n_available": 1000}
+    assert "so far: a 300, b 300, of 1,000" in " ".join(_coverage(limited))

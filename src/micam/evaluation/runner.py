@@ -246,6 +246,7 @@ def _results(
         model=settings.model,
         methods=settings.methods,
         n_requested=len(samples),
+        n_available=len(context.dataset.samples),
         settings=_resolved_settings(settings, context),
         skipped=skipped,
         seconds=seconds,

@@ -272,6 +272,7 @@ class RunStore:
         model: str,
         methods: Sequence[str],
         n_requested: int,
+        n_available: int | None = None,
         settings: dict[str, Any],
         skipped: dict[str, str],
         seconds: float,
@@ -313,6 +314,8 @@ class RunStore:
             "n_images": len(first),
             **({EXTENSION: self.extension} if self.base_methods != list(methods) or self.added else {}),
             "n_requested": max(n_requested, len(first)),  # an extension of the first images asks for fewer
+            # the data's images, --limit or not: what the results page counts a run's coverage against
+            **({"n_available": max(n_available, len(first))} if n_available is not None else {}),
             "settings": settings,
             "methods": summaries,
             "top1_accuracy": summarize(correct) if correct else None,

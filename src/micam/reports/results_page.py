@@ -197,7 +197,7 @@ def _coverage(per_model: Mapping[str, tuple[Mapping[str, Results], Any]]) -> lis
     """How many images each authors' protocol run has, on which devices, and what an open claim means
     while they are few."""
     counts = {model: runs["authors"]["n_images"] for model, (runs, _) in per_model.items()}
-    requested = max((runs["authors"].get("n_requested") or 0) for runs, _ in per_model.values())
+    requested = max(_available(runs["authors"]) for runs, _ in per_model.values())
     if all(n >= requested for n in counts.values()):
         return []
     listed_counts = ", ".join(f"{model} {n:,}" for model, n in counts.items())
@@ -218,7 +218,7 @@ def _coverage(per_model: Mapping[str, tuple[Mapping[str, Results], Any]]) -> lis
 
 
 def _authors_status(results: Results, content: PageContent) -> list[str]:
-    done, requested = results["n_images"], results.get("n_requested") or results["n_images"]
+    done, requested = results["n_images"], _available(results)
     devices = sorted({r["device_name"] for r in results.get("runs") or []})
     what = f"the first {done:,} of the {requested:,} shared images" if done < requested else f"all {done:,} images"
     return [
@@ -237,8 +237,13 @@ def sections_of(report: str) -> dict[str, str]:
     return found
 
 
+def _available(results: Results) -> int:
+    """The images of the run's data (a run made with --limit counts against all of them)."""
+    return int(results.get("n_available") or results.get("n_requested") or results["n_images"])
+
+
 def _status(results: Results) -> str:
-    done, requested = results["n_images"], results.get("n_requested") or results["n_images"]
+    done, requested = results["n_images"], _available(results)
     return f"{done:,} of the {requested:,} shared images" if done < requested else f"all {done:,} shared images"
 
 
@@ -262,7 +267,7 @@ class _Section:
         results, model, content = self.results, self.model, self.content
         s, sessions = results["settings"], results.get("runs") or []
         devices = {(r["device_name"], r["torch"]) for r in sessions}
-        unfinished = results["n_images"] < (results.get("n_requested") or 0)
+        unfinished = results["n_images"] < _available(results)
         lines = [f"## {content.titles.get(model, model)} — {_status(results)}", ""]
         if unfinished:
             lines += [
