@@ -189,8 +189,8 @@ def test_an_extension_may_cover_the_first_images_only_and_every_finished_image_s
 
 def test_a_second_extension_keeps_the_first_ones_values_on_images_it_has_not_reached(tmp_path, tiny_zoo):
     """Extending twice (area-matched on every image, then ROAD on the first image only) keeps the first
-    extension's values of the other images on disk and in the results; the image the second one reached
-    gets a row with every gained column, whose area-matched values are the first extension's."""
+    extension's values of the other images on disk and in the results, and the second extension computes
+    only what an image lacks (ROAD), so the first extension's values are never recomputed."""
     listing = _data(tmp_path)
     out = tmp_path / "run"
     argv = _evaluate(listing, "--steps", "4", "--out", str(out), "--batch-size", "1", "--methods", "grad-cam")
@@ -212,8 +212,13 @@ def test_a_second_extension_keeps_the_first_ones_values_on_images_it_has_not_rea
     rows = {(r["image"], r["method"]): r for r in read_rows(out)}
     assert all(row["road_morf"] for row in rows.values())
     assert all(row["area_matched_drop"] == first[key]["area_matched_drop"] for key, row in rows.items())
-    # a resume keeps the last row of each (image, method), then appends the two it computed
-    assert len((out / ADDED).read_text().splitlines()) == 1 + 3 + 2
+    # a resume merges the rows of each (image, method) into one, then appends the two it computed: ROAD only
+    added = (out / ADDED).read_text().splitlines()
+    assert len(added) == 1 + 3 + 2
+    header = added[0].split(",")
+    for line in added[-2:]:
+        cells = dict(zip(header, line.split(","), strict=True))
+        assert cells["road_morf"] and cells["area_matched_drop"] == "", cells
 
 
 def test_a_limited_run_records_how_many_images_its_data_has(tmp_path, tiny_zoo):

@@ -11,14 +11,24 @@ from micam.evaluation.files import ADDED, ADDED_KEYS, EXTENSION, PER_IMAGE, SETT
 
 
 def read_rows(out: str | Path) -> list[dict[str, str]]:
-    """``per_image.csv``'s rows, each with the columns a resumed run added for it (per_image_added.csv;
-    the last added row of an (image, method) counts)."""
+    """``per_image.csv``'s rows, each with the columns a resumed run added for it (per_image_added.csv,
+    ``merged_added``)."""
     folder = Path(out)
     rows = read_csv(folder / PER_IMAGE)
-    added = {(r["image"], r["method"]): r for r in read_csv(folder / ADDED)}
+    added = merged_added(read_csv(folder / ADDED))
     if not added:
         return rows
     return [row | _values(added.get((row["image"], row["method"]), {})) for row in rows]
+
+
+def merged_added(rows: Iterable[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+    """per_image_added.csv's rows, one per (image, method): each later row's values over the earlier
+    ones' (an extension writes only the columns it computed; an empty cell erases nothing)."""
+    merged: dict[tuple[str, str], dict[str, str]] = {}
+    for row in rows:
+        key = (row["image"], row["method"])
+        merged[key] = merged.get(key, {}) | {column: value for column, value in row.items() if value}
+    return merged
 
 
 def finished_rows(out: str | Path, base_methods: Sequence[str], added: Sequence[str]) -> list[dict[str, str]]:

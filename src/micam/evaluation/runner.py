@@ -128,7 +128,6 @@ def _run(
         dataset.has_boxes,
         frozenset(counterfactual_keys),
         store.missing,
-        tuple(step.groups_of(store.added)),
     )
     shards = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
     progress = Progress(len(todo), f"evaluate {settings.model}")

@@ -52,7 +52,14 @@ from micam.evaluation.files import (
     rewrite_csv,
     write_atomically,
 )
-from micam.evaluation.rows import added_columns, finished_images, finished_rows, read_rows, settings_extension
+from micam.evaluation.rows import (
+    added_columns,
+    finished_images,
+    finished_rows,
+    merged_added,
+    read_rows,
+    settings_extension,
+)
 from micam.evaluation.settings import comparable
 from micam.evaluation.tables import markdown_report
 from micam.metrics import summarize
@@ -75,7 +82,8 @@ class ToDo:
     """What a resumed run still computes for an image it had finished before gaining methods or metrics."""
 
     methods: tuple[str, ...]  # every metric (the methods it gained)
-    gained: tuple[str, ...]  # only the gained metric columns (the methods it had)
+    gained: tuple[str, ...]  # only gained metric columns (the methods it had) ...
+    columns: tuple[str, ...] = ()  # ... those of these columns that one of them lacks (by their metric groups)
 
 
 @dataclass
@@ -149,17 +157,17 @@ class RunStore:
         rows = [r for r in rows if r["image"] in complete and r["method"] in earlier_methods]
         self._gain_columns(csv_header(existing))
         added = self._finished_added(complete)
-        whole = {key for key, row in added.items() if all(row.get(c) for c in self.added)}
+        lacking = {key: tuple(c for c in self.added if not row.get(c)) for key, row in added.items()}
         have_of: dict[str, set[str]] = {}
         for row in rows:
             have_of.setdefault(row["image"], set()).add(row["method"])
         self.missing = {}
         for image in sorted(complete):
             have = have_of[image]
-            todo = ToDo(
-                tuple(m for m in methods if m not in have),
-                tuple(m for m in methods if m in have and self.added and (image, m) not in whole),
-            )
+            without = {m: lacking.get((image, m), tuple(self.added)) for m in methods if m in have}
+            short = tuple(m for m, columns in without.items() if columns)  # methods lacking gained columns
+            columns = tuple(c for c in self.added if any(c in without[m] for m in short))
+            todo = ToDo(tuple(m for m in methods if m not in have), short, columns)
             if todo.methods or todo.gained:
                 self.missing[image] = todo
         done = complete - set(self.missing)
@@ -204,10 +212,9 @@ class RunStore:
         self.added = [*earlier, *(m for m in self.metrics if m not in header and m not in earlier)]
 
     def _finished_added(self, complete: set[str]) -> dict[tuple[str, str], dict[str, str]]:
-        """The rows of per_image_added.csv of finished images (the last row of an (image, method) counts).
-        A row that lacks columns a later extension added keeps its other values: an image the new
-        extension has not reached yet loses nothing, and the row computed for it later supersedes it."""
-        return {(r["image"], r["method"]): r for r in read_csv(self.path(ADDED)) if r["image"] in complete}
+        """The values of per_image_added.csv of finished images, one row per (image, method) (``merged_added``).
+        An image a later extension has not reached yet keeps the earlier extensions' values."""
+        return {key: row for key, row in merged_added(read_csv(self.path(ADDED))).items() if key[0] in complete}
 
     def _lock(self) -> None:
         """Hold an exclusive lock on the folder until ``close`` (or the process ends): two processes

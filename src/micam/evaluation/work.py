@@ -64,14 +64,13 @@ def load_model(settings: EvaluationSettings, device: torch.device) -> models.Loa
 class Job:
     """Everything a worker needs besides its shards: the run's settings, how images are resized, which
     images get the counterfactual analysis, what a resumed run still computes for its finished images
-    (``RunStore.missing``) and the metric groups of gained columns."""
+    (``RunStore.missing``)."""
 
     settings: EvaluationSettings
     geometry: Geometry
     has_boxes: bool
     counterfactual_keys: frozenset[str]
     missing: dict[str, ToDo]
-    gained_groups: tuple[str, ...]
 
 
 @dataclass
@@ -128,7 +127,7 @@ def compute(step: Step, batch: Batch, job: Job) -> BatchRows:
         if work.methods:
             found.append(step(part, keys, work.methods))
         if work.gained:
-            found.append(step(part, keys, work.gained, job.gained_groups))
+            found.append(step(part, keys, work.gained, step.groups_of(work.columns)))
         for more in found:
             rows.per_image += more.per_image
             rows.gained += more.gained
