@@ -91,6 +91,25 @@ def test_hog_kernel_equals_the_tensor_code():
             torch.testing.assert_close(fast, _hog_tensor(maps, cell, orientations), rtol=0, atol=1e-12)
 
 
+def test_hog_kernel_runs_on_torchs_thread_count_with_the_same_descriptor():
+    """The maps run in parallel on numba's threads, as many as torch's (a one-thread process stays at
+    one); each map's histograms sum in the same order whatever the count."""
+    numba = pytest.importorskip("numba")
+    maps = F.interpolate(torch.rand(5, 1, 7, 7, generator=torch.Generator().manual_seed(3)), size=(64, 64))[:, 0]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = hog(maps)
+        if fused_available():
+            assert numba.get_num_threads() == 1
+        torch.set_num_threads(2)
+        two = hog(maps)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+    assert torch.equal(one[2:3], hog(maps[2:3]))  # a map's descriptor does not depend on the others
+
+
 def test_hog_without_numba_uses_the_tensor_code(monkeypatch):
     monkeypatch.setenv("MICAM_FUSED", "0")
     maps = torch.rand(2, 24, 24)

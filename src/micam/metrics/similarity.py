@@ -97,8 +97,8 @@ def hog(maps: Tensor, cell: int = 8, orientations: int = 9) -> Tensor:
     histogram per ``cell`` x ``cell`` block, weighted by gradient magnitude; (B, cells * orientations).
 
     On the CPU the maps go through one numba pass (``_hog_kernel``: differences in float64, no
-    arctangent; the same descriptor as the tensor code, compared in
-    ``tests/test_counterfactual_sanity.py``); other devices, or no numba, use the tensor code."""
+    arctangent, maps in parallel on torch's thread count; the same descriptor as the tensor code,
+    compared in ``tests/test_counterfactual_sanity.py``); other devices, or no numba, use the tensor code."""
     if maps.dim() != 3:
         raise ValueError(f"hog needs (B, H, W) maps, got {tuple(maps.shape)}")
     kernel = _hog_kernel() if maps.device.type == "cpu" else None
@@ -109,7 +109,7 @@ def hog(maps: Tensor, cell: int = 8, orientations: int = 9) -> Tensor:
     x = values.contiguous().numpy()
     boundaries = np.arange(1, orientations, dtype=np.float64) * (math.pi / orientations)
     out = np.zeros((maps.shape[0], (maps.shape[1] // cell) * (maps.shape[2] // cell) * orientations))
-    kernel.hog_histograms(x, cell, tuple(np.cos(boundaries)), tuple(np.sin(boundaries)), out)
+    kernel.run_hog(x, cell, tuple(np.cos(boundaries)), tuple(np.sin(boundaries)), out, torch.get_num_threads())
     return torch.from_numpy(out)
 
 
