@@ -85,10 +85,49 @@ def test_hog_kernel_equals_the_tensor_code():
         torch.rand(2, 5, 5, generator=generator),
     ]
     for maps in cases:
-        for cell, orientations in ((8, 9), (4, 6), (3, 9)):
+        for cell, orientations in ((8, 9), (4, 6), (3, 9), (4, 8), (8, 4), (5, 3), (4, 2), (4, 1)):
             fast = hog(maps, cell, orientations)
             assert fast.shape == (maps.shape[0], (maps.shape[1] // cell) * (maps.shape[2] // cell) * orientations)
             torch.testing.assert_close(fast, _hog_tensor(maps, cell, orientations), rtol=0, atol=1e-12)
+
+
+def _hog_by_every_sign_test(maps: torch.Tensor, cell: int, orientations: int) -> torch.Tensor:
+    """The rule the kernel implements, written out: fold each gradient into the upper half plane, count
+    the boundaries whose sign test it passes (every one of them), add magnitudes in raster order."""
+    x = maps.double().numpy()
+    b, h, w = x.shape
+    gx, gy = np.zeros_like(x), np.zeros_like(x)
+    gx[:, :, 1:-1] = x[:, :, 2:] - x[:, :, :-2]
+    gy[:, 1:-1, :] = x[:, 2:, :] - x[:, :-2, :]
+    flip = (gy < 0) | ((gy == 0) & (gx < 0))
+    u, v = np.where(flip, -gx, gx), np.where(flip, -gy, gy)
+    angles = np.arange(1, orientations) * (math.pi / orientations)
+    bins = sum(((v * c - u * s) >= 0).astype(np.int64) for c, s in zip(np.cos(angles), np.sin(angles), strict=True))
+    magnitude = np.sqrt(gx * gx + gy * gy)
+    cells_down, cells_across = h // cell, w // cell
+    out = np.zeros((b, cells_down * cells_across * orientations))
+    for n in range(b):
+        for i in range(cells_down * cell):
+            for j in range(cells_across * cell):
+                out[n, ((i // cell) * cells_across + j // cell) * orientations + bins[n, i, j]] += magnitude[n, i, j]
+    return torch.from_numpy(out)
+
+
+@pytest.mark.skipif(not fused_available(), reason="numba is not installed")
+@pytest.mark.parametrize("orientations", [2, 3, 4, 6, 8, 9, 12])
+def test_hog_kernel_bins_as_testing_every_boundary(orientations):
+    # The kernel makes only half of the sign tests (the boundaries on its gradient's side of pi / 2) and
+    # chooses them by quadrant; its descriptor is bit for bit that of making all of them on the folded
+    # gradient, ties included: integer maps put gradients exactly on 45 and 90 degrees (boundaries when
+    # orientations is 4, 8 or 12), where a wrong tie moves a whole magnitude to the next bin.
+    generator = torch.Generator().manual_seed(orientations)
+    cases = [
+        torch.randint(-2, 3, (2, 24, 20), generator=generator).float(),
+        F.interpolate(torch.rand(2, 1, 5, 5, generator=generator), size=(32, 27), mode="bilinear")[:, 0],
+        torch.randn(1, 17, 19, generator=generator, dtype=torch.float64),
+    ]
+    for maps in cases:
+        assert torch.equal(hog(maps, 4, orientations), _hog_by_every_sign_test(maps, 4, orientations))
 
 
 def test_hog_kernel_runs_on_torchs_thread_count_with_the_same_descriptor():
@@ -108,6 +147,12 @@ def test_hog_kernel_runs_on_torchs_thread_count_with_the_same_descriptor():
         torch.set_num_threads(before)
     assert torch.equal(one, two)
     assert torch.equal(one[2:3], hog(maps[2:3]))  # a map's descriptor does not depend on the others
+
+
+def test_hog_refuses_empty_cells_and_orientations():
+    for cell, orientations in ((0, 9), (8, 0)):
+        with pytest.raises(ValueError, match="cell >= 1 and orientations >= 1"):
+            hog(torch.rand(1, 16, 16), cell, orientations)
 
 
 def test_hog_without_numba_uses_the_tensor_code(monkeypatch):

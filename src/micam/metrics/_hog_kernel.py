@@ -3,9 +3,16 @@ each map, with no angle computed; imported only when numba is installed.
 
 The unsigned orientation of a gradient (gx, gy) is its angle folded into [0, pi); its bin is the
 number of bin boundaries k * pi / orientations (k = 1 .. orientations - 1) at or below that angle.
-After folding the gradient into the upper half plane, "angle >= phi" is the sign test
-gy * cos(phi) - gx * sin(phi) >= 0, so no arctangent is needed. Pixels are visited in raster order,
-as ``torch.scatter_add_`` visits them, so each histogram sum is formed in the same order.
+With the gradient folded into the upper half plane as (u, v), "angle >= beta" is the sign test
+v * cos(beta) - u * sin(beta) >= 0, so no arctangent is needed. Only half of the tests are made: a
+folded gradient in the first quadrant passes no test against a boundary whose cosine is negative (a
+"falling" one) and one in the second quadrant passes every test against a boundary whose cosine is
+positive (a "rising" one; pi / 2 is rising, its cosine being 6e-17). So each pixel tests (|gx|, |gy|)
+against one set, chosen by its quadrant, with the products, signs and roundings of the tests on the
+folded gradient: the descriptor is that of testing every boundary (only a gradient too small for its
+products to be nonzero may land in another bin, and its magnitude, 0, adds nothing). Pixels are
+visited in raster order, as ``torch.scatter_add_`` visits them, so each histogram sum is formed in the
+same order.
 """
 
 from __future__ import annotations
@@ -17,27 +24,42 @@ from numba import njit, prange
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+Floats = tuple[float, ...]
 
 
 @njit(nogil=True, cache=True, parallel=True)
-def hog_histograms(maps: F32 | F64, cell: int, cosines: tuple[float, ...], sines: tuple[float, ...], out: F64) -> None:
+def hog_histograms(
+    maps: F32 | F64,
+    cell: int,
+    orientations: int,
+    first_up: Floats,
+    first_across: Floats,
+    second_up: Floats,
+    second_across: Floats,
+    out: F64,
+) -> None:
     """Add the magnitude-weighted orientation histograms of each (H, W) map (float32 or float64;
-    differences are taken in float64) to ``out`` (B, cells * orientations). ``cosines``/``sines``: the
-    bin boundaries' directions, ascending, as tuples (their length is then known when the kernel is
-    compiled, and the boundary tests are unrolled). Each row is done in two passes: a branch-free one that
-    the compiler vectorizes (magnitude and bin of every pixel), then the histogram additions, across the
+    differences are taken in float64) to ``out`` (B, cells * orientations). A pixel's k-th test is
+    |gy| * up[k] + |gx| * across[k] >= 0, with ``first_*`` (cos, -sin of the rising boundaries) in the
+    first quadrant and ``second_*`` (cos, sin of the falling ones, padded with -1 to as many tests:
+    a test no second-quadrant gradient passes) in the second; its bin is the tests passed, plus the
+    rising boundaries in the second quadrant. The tuples' length is known when the kernel is compiled,
+    so the tests are unrolled. Each row is done in two passes: a branch-free one that the compiler
+    vectorizes (magnitude and histogram slot of every pixel), then the histogram additions, across the
     row's cells first (no addition waits for the one before; each histogram still sums in raster order).
     Maps run in parallel."""
     b, h, w = maps.shape
-    boundaries = len(cosines)
-    orientations = boundaries + 1
+    rising = tests = len(first_up)  # the first quadrant tests every rising boundary
     cells_down, cells_across = h // cell, w // cell
     columns = cells_across * cell
+    first_slot = np.empty(columns, dtype=np.int64)  # where a column's cell histogram starts in a row of cells
+    for j in range(columns):
+        first_slot[j] = (j // cell) * orientations
     for n in prange(b):  # maps in parallel (numba's threads: ``hog`` sets their number to torch's)
         gx = np.zeros(w)
         gy = np.zeros(w)
-        magnitude = np.empty(w)
-        bins = np.empty(w, dtype=np.int64)
+        magnitude = np.empty(columns)
+        slot = np.empty(columns, dtype=np.int64)
         x = maps[n]
         for i in range(cells_down * cell):
             for j in range(1, w - 1):  # the first and last columns keep gx = 0
@@ -50,23 +72,30 @@ def hog_histograms(maps: F32 | F64, cell: int, cosines: tuple[float, ...], sines
             for j in range(columns):
                 u, v = gx[j], gy[j]
                 magnitude[j] = np.sqrt(u * u + v * v)
-                sign = -1.0 if (v < 0.0) | ((v == 0.0) & (u < 0.0)) else 1.0  # orientation into [0, pi)
-                u, v = sign * u, sign * v
-                index = 0
-                for k in range(boundaries):
-                    index += v * cosines[k] - u * sines[k] >= 0.0
-                bins[j] = index
+                second = ((u < 0.0) & (v > 0.0)) | ((u > 0.0) & (v < 0.0))
+                across, up = abs(u), abs(v)
+                passed = 0
+                for k in range(tests):
+                    up_k = second_up[k] if second else first_up[k]
+                    across_k = second_across[k] if second else first_across[k]
+                    passed += up * up_k + across * across_k >= 0.0
+                slot[j] = first_slot[j] + passed + (rising if second else 0)
             row = out[n, (i // cell) * cells_across * orientations :]
             for t in range(cell):  # across the cells first: consecutive additions hit different cells
                 for cj in range(cells_across):
                     j = cj * cell + t
-                    row[cj * orientations + bins[j]] += magnitude[j]
+                    row[slot[j]] += magnitude[j]
 
 
-def run_hog(
-    maps: F32 | F64, cell: int, cosines: tuple[float, ...], sines: tuple[float, ...], out: F64, threads: int
-) -> None:
-    """``hog_histograms`` on at most ``threads`` of numba's threads (the caller passes torch's count, so a
-    process limited to one thread, a Ray actor say, is not oversubscribed)."""
+def run_hog(maps: F32 | F64, cell: int, cosines: Floats, sines: Floats, out: F64, threads: int) -> None:
+    """``hog_histograms`` of the boundaries with these ``cosines`` and ``sines`` (ascending; at least one),
+    on at most ``threads`` of numba's threads (the caller passes torch's count, so a process limited to
+    one thread, a Ray actor say, is not oversubscribed)."""
+    rising = [k for k, c in enumerate(cosines) if c > 0.0]
+    falling = [k for k, c in enumerate(cosines) if c <= 0.0]
+    padding = (-1.0,) * (len(rising) - len(falling))
+    first_up, first_across = tuple(cosines[k] for k in rising), tuple(-sines[k] for k in rising)
+    second_up = tuple(cosines[k] for k in falling) + padding
+    second_across = tuple(sines[k] for k in falling) + padding
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    hog_histograms(maps, cell, cosines, sines, out)
+    hog_histograms(maps, cell, len(cosines) + 1, first_up, first_across, second_up, second_across, out)

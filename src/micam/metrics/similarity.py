@@ -98,10 +98,13 @@ def hog(maps: Tensor, cell: int = 8, orientations: int = 9) -> Tensor:
 
     On the CPU the maps go through one numba pass (``_hog_kernel``: differences in float64, no
     arctangent, maps in parallel on torch's thread count; the same descriptor as the tensor code,
-    compared in ``tests/test_counterfactual_sanity.py``); other devices, or no numba, use the tensor code."""
+    compared in ``tests/test_counterfactual_sanity.py``); other devices, no numba, or a single
+    orientation use the tensor code."""
     if maps.dim() != 3:
         raise ValueError(f"hog needs (B, H, W) maps, got {tuple(maps.shape)}")
-    kernel = _hog_kernel() if maps.device.type == "cpu" else None
+    if cell < 1 or orientations < 1:
+        raise ValueError(f"hog needs cell >= 1 and orientations >= 1, got cell={cell}, orientations={orientations}")
+    kernel = _hog_kernel() if maps.device.type == "cpu" and orientations >= 2 else None
     if kernel is None:
         return _hog_tensor(maps, cell, orientations)
     values = maps.detach()
