@@ -10,9 +10,19 @@
 # EVALUATE_ARGS adds arguments to each evaluate, e.g. EVALUATE_ARGS="--methods all --metrics default" extends
 # a committed run with the controls and metrics it lacks (its rows kept byte for byte, the new columns in
 # per_image_added.csv), as docs/results.md asks for the stated-protocol runs.
+# PROTOCOL=authors runs the authors'-protocol evaluation instead (seeded from docs/results/authors/<model>,
+# written to OUT_DIR/eval-authors-<model>, made as the committed ones were: no counterfactual analysis
+# or sanity check), e.g. to take those runs from their first 300 images to all 1,000 on a GPU.
 set -uo pipefail
 [ $# -ge 4 ] || { sed -n 2,5p "$0"; exit 2; }
 DATA="$1"; OUT_DIR="$2"; TOTAL="$3"; shift 3
+case "${PROTOCOL:-stated}" in
+    stated) RESULTS=results; PREFIX=eval; PROTOCOL_ARGS=(--counterfactual-images 50 --sanity-images 4) ;;
+    authors) RESULTS=results/authors; PREFIX=eval-authors
+        PROTOCOL_ARGS=(--protocol authors --counterfactual-images 0 --sanity-images 0) ;;
+    *) echo "PROTOCOL must be stated or authors, not '${PROTOCOL}'"; exit 2 ;;
+esac
+
 START=$(date +%s)
 left() { echo $(( TOTAL - ( $(date +%s) - START ) )); }
 PY="${PYTHON:-python3}"
@@ -22,20 +32,22 @@ nvidia-smi -L 2>&1 | tee "$OUT_DIR/device.txt"
 torch.cuda.get_device_name(0))" 2>&1 | tee -a "$OUT_DIR/device.txt"
 
 for model in "$@"; do
-    seed_dir="$(dirname "$0")/../docs/results/$model"
-    if [ ! -e "$OUT_DIR/eval-$model/per_image.csv" ] && [ -f "$seed_dir/per_image.csv" ]; then
-        mkdir -p "$OUT_DIR/eval-$model"
-        cp "$seed_dir"/{per_image,counterfactual,sanity,skipped}.csv "$seed_dir"/{settings,results}.json "$OUT_DIR/eval-$model/"
-        [ -f "$seed_dir/per_image_added.csv" ] && cp "$seed_dir/per_image_added.csv" "$OUT_DIR/eval-$model/"
-        gunzip -c "$seed_dir/curves.csv.gz" > "$OUT_DIR/eval-$model/curves.csv"
+    seed_dir="$(dirname "$0")/../docs/$RESULTS/$model"
+    run_dir="$OUT_DIR/$PREFIX-$model"
+    if [ ! -e "$run_dir/per_image.csv" ] && [ -f "$seed_dir/per_image.csv" ]; then
+        mkdir -p "$run_dir"
+        for name in per_image.csv counterfactual.csv sanity.csv skipped.csv per_image_added.csv settings.json results.json; do
+            [ -f "$seed_dir/$name" ] && cp "$seed_dir/$name" "$run_dir/"
+        done
+        gunzip -c "$seed_dir/curves.csv.gz" > "$run_dir/curves.csv"
         echo "$model resumes the committed run: $(( $(wc -l < "$seed_dir/per_image.csv") - 1 )) rows"
     fi
     budget=$(( $(left) - 10 ))
     [ "$budget" -gt 20 ] || { echo "no time left for $model"; continue; }
     echo "== evaluate $model (budget ${budget} s)"
     timeout -k 15 --signal=INT "$budget" "$PY" -m micam.cli.main evaluate --data "$DATA" --model "$model" \
-        --out "$OUT_DIR/eval-$model" --device cuda --batch-size 32 --score-cam-batch-size 1280 \
-        --counterfactual-images 50 --sanity-images 4 --resume ${EVALUATE_ARGS:-}
+        --out "$run_dir" --device cuda --batch-size 32 --score-cam-batch-size 1280 \
+        "${PROTOCOL_ARGS[@]}" --resume ${EVALUATE_ARGS:-}
     status=$?
     echo "evaluate $model: exit status $status after $(( $(date +%s) - START )) s"
     case $status in 0|1|124|130|137) ;; *) echo "stopping: evaluate failed"; exit 3 ;; esac

@@ -205,7 +205,7 @@ def _coverage(per_model: Mapping[str, tuple[Mapping[str, Results], Any]]) -> lis
     on_cpu_only = bool(devices) and all(d.startswith("CPU") for d in devices)
     scope = (
         f"made on the CPU alone, no GPU having been lent long enough; the first {CPU_MINIMUM_IMAGES} per model is the "
-        "scope set for a CPU-only machine, and `scripts/gpu_run.sh` finishes them on a GPU"
+        "scope set for a CPU-only machine, and `PROTOCOL=authors scripts/gpu_run.sh` finishes them on a GPU"
         if on_cpu_only and min(counts.values()) >= CPU_MINIMUM_IMAGES
         else f"made on {' and '.join(devices) or 'no recorded device'}"
     )
