@@ -14,7 +14,7 @@
 # written to OUT_DIR/eval-authors-<model>, made as the committed ones were: no counterfactual analysis
 # or sanity check), e.g. to take those runs from their first 300 images to all 1,000 on a GPU.
 set -uo pipefail
-[ $# -ge 4 ] || { sed -n 2,5p "$0"; exit 2; }
+[ $# -ge 4 ] || { awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2; }
 DATA="$1"; OUT_DIR="$2"; TOTAL="$3"; shift 3
 case "${PROTOCOL:-stated}" in
     stated) RESULTS=results; PREFIX=eval; PROTOCOL_ARGS=(--counterfactual-images 50 --sanity-images 4) ;;
@@ -35,6 +35,8 @@ for model in "$@"; do
     seed_dir="$(dirname "$0")/../docs/$RESULTS/$model"
     run_dir="$OUT_DIR/$PREFIX-$model"
     if [ ! -e "$run_dir/per_image.csv" ] && [ -f "$seed_dir/per_image.csv" ]; then
+        # without its curves a resumed run would average the curves of its new images only
+        [ -f "$seed_dir/curves.csv.gz" ] || { echo "stopping: $seed_dir has no curves.csv.gz"; exit 3; }
         mkdir -p "$run_dir"
         for name in per_image.csv counterfactual.csv sanity.csv skipped.csv per_image_added.csv settings.json results.json; do
             [ -f "$seed_dir/$name" ] && cp "$seed_dir/$name" "$run_dir/"

@@ -85,7 +85,7 @@ def test_hog_kernel_equals_the_tensor_code():
         torch.rand(2, 5, 5, generator=generator),
     ]
     for maps in cases:
-        for cell, orientations in ((8, 9), (4, 6), (3, 9), (4, 8), (8, 4), (5, 3), (4, 2), (4, 1)):
+        for cell, orientations in ((8, 9), (4, 6), (3, 9), (4, 8), (8, 4), (5, 3), (4, 2), (4, 1), (8, 50)):
             fast = hog(maps, cell, orientations)
             assert fast.shape == (maps.shape[0], (maps.shape[1] // cell) * (maps.shape[2] // cell) * orientations)
             torch.testing.assert_close(fast, _hog_tensor(maps, cell, orientations), rtol=0, atol=1e-12)
@@ -93,7 +93,8 @@ def test_hog_kernel_equals_the_tensor_code():
 
 def _hog_by_every_sign_test(maps: torch.Tensor, cell: int, orientations: int) -> torch.Tensor:
     """The rule the kernel implements, written out: fold each gradient into the upper half plane, count
-    the boundaries whose sign test it passes (every one of them), add magnitudes in raster order."""
+    the boundaries whose sign test it passes (every one of them; the one at pi / 2 as u <= 0), add
+    magnitudes in raster order."""
     x = maps.double().numpy()
     b, h, w = x.shape
     gx, gy = np.zeros_like(x), np.zeros_like(x)
@@ -101,8 +102,13 @@ def _hog_by_every_sign_test(maps: torch.Tensor, cell: int, orientations: int) ->
     gy[:, 1:-1, :] = x[:, 2:, :] - x[:, :-2, :]
     flip = (gy < 0) | ((gy == 0) & (gx < 0))
     u, v = np.where(flip, -gx, gx), np.where(flip, -gy, gy)
-    angles = np.arange(1, orientations) * (math.pi / orientations)
-    bins = sum(((v * c - u * s) >= 0).astype(np.int64) for c, s in zip(np.cos(angles), np.sin(angles), strict=True))
+    bins = np.zeros(x.shape, dtype=np.int64)
+    for k in range(1, orientations):
+        if 2 * k == orientations:
+            bins += u <= 0
+        else:
+            angle = k * math.pi / orientations
+            bins += (v * math.cos(angle) - u * math.sin(angle)) >= 0
     magnitude = np.sqrt(gx * gx + gy * gy)
     cells_down, cells_across = h // cell, w // cell
     out = np.zeros((b, cells_down * cells_across * orientations))
@@ -114,12 +120,13 @@ def _hog_by_every_sign_test(maps: torch.Tensor, cell: int, orientations: int) ->
 
 
 @pytest.mark.skipif(not fused_available(), reason="numba is not installed")
-@pytest.mark.parametrize("orientations", [2, 3, 4, 6, 8, 9, 12])
+@pytest.mark.parametrize("orientations", [3, 4, 6, 8, 9, 12, 50])
 def test_hog_kernel_bins_as_testing_every_boundary(orientations):
     # The kernel makes only half of the sign tests (the boundaries on its gradient's side of pi / 2) and
     # chooses them by quadrant; its descriptor is bit for bit that of making all of them on the folded
     # gradient, ties included: integer maps put gradients exactly on 45 and 90 degrees (boundaries when
-    # orientations is 4, 8 or 12), where a wrong tie moves a whole magnitude to the next bin.
+    # orientations is 4, 8 or 12), where a wrong tie moves a whole magnitude to the next bin. At 50
+    # orientations the computed cosine of the pi / 2 boundary is negative (-1.6e-16).
     generator = torch.Generator().manual_seed(orientations)
     cases = [
         torch.randint(-2, 3, (2, 24, 20), generator=generator).float(),
@@ -128,6 +135,18 @@ def test_hog_kernel_bins_as_testing_every_boundary(orientations):
     ]
     for maps in cases:
         assert torch.equal(hog(maps, 4, orientations), _hog_by_every_sign_test(maps, 4, orientations))
+
+
+@pytest.mark.parametrize("orientations", [8, 50, 100])
+def test_hog_bins_vertical_gradients_at_the_right_angle_boundary(orientations):
+    # Rows of constant value: every gradient is exactly vertical (angle pi / 2), which is the boundary
+    # orientations / 2 itself; atan2 gives pi / 2 exactly, and the kernel must agree (its computed
+    # cos(pi / 2) is -1.6e-16 at 50 and 100 orientations, +6e-17 at 8).
+    rows = torch.arange(16, dtype=torch.float32)[:, None].expand(16, 16)
+    maps = torch.stack([rows, -rows])
+    descriptor = hog(maps, 4, orientations).view(2, 16, orientations)
+    torch.testing.assert_close(descriptor, _hog_tensor(maps, 4, orientations).view(2, 16, orientations), rtol=0, atol=0)
+    assert descriptor[:, 4:12, orientations // 2].eq(32.0).all()  # inner cells: 16 pixels of |gy| = 2
 
 
 def test_hog_kernel_runs_on_torchs_thread_count_with_the_same_descriptor():

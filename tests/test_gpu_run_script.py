@@ -5,6 +5,7 @@ checked here (the evaluation itself is the evaluator's, tested elsewhere)."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import stat
 import subprocess
@@ -39,8 +40,13 @@ def _run(tmp_path: Path, protocol: str | None, model: str) -> tuple[subprocess.C
 @pytest.mark.parametrize(
     ("protocol", "folder", "results", "expected"),
     [
-        (None, "eval-mobilenet_v1", "results", ["--counterfactual-images", "50", "--sanity-images", "4"]),
-        ("authors", "eval-authors-mobilenet_v1", "results/authors", ["--protocol", "authors", "--sanity-images", "0"]),
+        (None, "eval-mobilenet_v1", "results", {"--counterfactual-images": "50", "--sanity-images": "4"}),
+        (
+            "authors",
+            "eval-authors-mobilenet_v1",
+            "results/authors",
+            {"--protocol": "authors", "--counterfactual-images": "0", "--sanity-images": "0"},
+        ),
     ],
 )
 def test_each_protocol_resumes_its_committed_run(tmp_path, protocol, folder, results, expected):
@@ -53,11 +59,39 @@ def test_each_protocol_resumes_its_committed_run(tmp_path, protocol, folder, res
         assert (run / "curves.csv").read_bytes() == curves.read()
     assert arguments[:4] == ["-m", "micam.cli.main", "evaluate", "--data"]
     assert arguments[arguments.index("--out") + 1] == str(run) and "--resume" in arguments
-    assert all(a in arguments for a in expected)
+    assert {flag: arguments[arguments.index(flag) + 1] for flag in expected} == expected
     assert ("--protocol" in arguments) == (protocol == "authors")
+    settings = json.loads((seed / "settings.json").read_text())  # what the committed run was made with
+    assert settings["counterfactual_images"] == int(expected["--counterfactual-images"])
+    assert settings["sanity_images"] == int(expected["--sanity-images"])
 
 
 def test_an_unknown_protocol_is_a_usage_error(tmp_path):
     done, arguments = _run(tmp_path, "paper", "mobilenet_v1")
     assert done.returncode == 2 and "PROTOCOL must be stated or authors" in done.stdout
     assert arguments == [] and not (tmp_path / "out").exists()
+
+
+def test_usage_names_the_protocol_switch():
+    done = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "Usage: scripts/gpu_run.sh" in done.stdout and "PROTOCOL=authors" in done.stdout
+
+
+def test_a_committed_run_without_curves_is_not_seeded(tmp_path):
+    # The script reads its seeds beside itself (../docs/results/<model>): a copy with a damaged seed.
+    (tmp_path / "scripts").mkdir()
+    copy = tmp_path / "scripts" / "gpu_run.sh"
+    copy.write_text(SCRIPT.read_text())
+    seed = tmp_path / "docs" / "results" / "some_model"
+    seed.mkdir(parents=True)
+    (seed / "per_image.csv").write_text("image,method\n")
+    done = subprocess.run(
+        ["bash", str(copy), "annotations.json", str(tmp_path / "out"), "100", "some_model"],
+        env=os.environ | {"PYTHON": "false"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3 and "has no curves.csv.gz" in done.stdout
+    assert not (tmp_path / "out" / "eval-some_model").exists()

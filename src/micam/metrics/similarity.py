@@ -98,21 +98,20 @@ def hog(maps: Tensor, cell: int = 8, orientations: int = 9) -> Tensor:
 
     On the CPU the maps go through one numba pass (``_hog_kernel``: differences in float64, no
     arctangent, maps in parallel on torch's thread count; the same descriptor as the tensor code,
-    compared in ``tests/test_counterfactual_sanity.py``); other devices, no numba, or a single
-    orientation use the tensor code."""
+    compared in ``tests/test_counterfactual_sanity.py``); other devices, no numba, or fewer than
+    3 orientations use the tensor code."""
     if maps.dim() != 3:
         raise ValueError(f"hog needs (B, H, W) maps, got {tuple(maps.shape)}")
     if cell < 1 or orientations < 1:
         raise ValueError(f"hog needs cell >= 1 and orientations >= 1, got cell={cell}, orientations={orientations}")
-    kernel = _hog_kernel() if maps.device.type == "cpu" and orientations >= 2 else None
+    kernel = _hog_kernel() if maps.device.type == "cpu" and orientations >= 3 else None
     if kernel is None:
         return _hog_tensor(maps, cell, orientations)
     values = maps.detach()
     values = values if values.dtype in (torch.float32, torch.float64) else values.double()
     x = values.contiguous().numpy()
-    boundaries = np.arange(1, orientations, dtype=np.float64) * (math.pi / orientations)
     out = np.zeros((maps.shape[0], (maps.shape[1] // cell) * (maps.shape[2] // cell) * orientations))
-    kernel.run_hog(x, cell, tuple(np.cos(boundaries)), tuple(np.sin(boundaries)), out, torch.get_num_threads())
+    kernel.run_hog(x, cell, orientations, out, torch.get_num_threads())
     return torch.from_numpy(out)
 
 
