@@ -85,6 +85,20 @@ def test_mobilenet_v2_checkpoint_is_placed_in_an_empty_hub_cache(monkeypatch, tm
     assert (tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").is_file()
 
 
+@needs_mobilenet_weights
+def test_mobilenet_v2_replaces_a_dangling_link_in_the_hub_cache(monkeypatch, tmp_path):
+    # A link into a since-deleted environment's site-packages (a removed venv or clone) used to be
+    # followed by the copy fallback and fail with "No such file or directory".
+    cached = tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
+    cached.parent.mkdir(parents=True)
+    cached.symlink_to(tmp_path / "deleted-venv" / "mobilenet_v2-b0353104.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    loaded = models.load("mobilenet_v2")
+    assert cached.is_file()
+    expected = torch.load(cached, map_location="cpu", weights_only=True)["features.0.0.weight"]
+    assert torch.equal(loaded.model.state_dict()["features.0.0.weight"], expected)
+
+
 def test_mobilenet_v1_same_padding_matches_explicit_tensorflow_padding():
     from torch.nn import functional as F
 

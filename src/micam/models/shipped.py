@@ -43,7 +43,7 @@ def _torchvision_weights(
         enum = getattr(torchvision.models, enum_name).IMAGENET1K_V1
         filename = os.path.basename(enum.url)
         cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
-        if not cached.exists() and offline_source is not None:
+        if not cached.exists() and offline_source is not None:  # exists() is False for a dangling link too
             source = offline_source()
             if source is not None:
                 _place_in_hub_cache(source, cached)
@@ -59,7 +59,11 @@ def _torchvision_weights(
 
 
 def _place_in_hub_cache(source: Path, cached: Path) -> None:
+    """Links (else copies) ``source`` to ``cached``; a link left dangling by a deleted environment (the
+    file it pointed into is gone) is replaced, not followed."""
     cached.parent.mkdir(parents=True, exist_ok=True)
+    if cached.is_symlink() and not cached.exists():
+        cached.unlink()
     try:
         cached.symlink_to(source)
     except OSError:
