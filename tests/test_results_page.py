@@ -110,3 +110,21 @@ def test_coverage_says_how_far_the_authors_runs_are_and_where_they_ran():
     for runs, _ in limited.values():
         runs["authors"] |= {"n_requested": 300, "n_available": 1000}
     assert "so far: a 300, b 300, of 1,000" in " ".join(_coverage(limited))
+
+
+def test_overview_cells_name_their_image_count_when_a_metric_covers_fewer_images():
+    """An extension covers its first N images first: the overview says so in those cells alone."""
+    from micam.reports.findings import overview
+
+    means = {"grad-cam": 55.0, "mi-cam": 50.0}
+    run = _run({"grad-cam": -5.0}, means)
+    for method, value in means.items():
+        run["methods"][method]["average_increase"] = {"mean": value, "n": 4}
+    run["paired"]["differences"]["grad-cam"]["average_increase"] = {"mean": -5.0, "half_width": 2.0, "n": 4}
+    lines = overview([run])
+    row = next(line for line in lines if line.startswith("| tiny (10) |"))
+    # AD (lower is better): 50 beats 55, rank 1, verdict better; AI (higher): 50 below 55, rank 2, worse
+    assert row == "| tiny (10) | 50.00 (#1, +) | 50.00 (#2, −; 4 images) |"
+    assert any(line.startswith("A cell that names a number of images") for line in lines)
+    run["methods"]["mi-cam"]["average_increase"]["n"] = 10
+    assert not any(line.startswith("A cell that names") for line in overview([run]))
