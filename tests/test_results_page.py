@@ -128,3 +128,24 @@ def test_overview_cells_name_their_image_count_when_a_metric_covers_fewer_images
     assert any(line.startswith("A cell that names a number of images") for line in lines)
     run["methods"]["mi-cam"]["average_increase"]["n"] = 10
     assert not any(line.startswith("A cell that names") for line in overview([run]))
+
+
+def test_collect_keeps_a_gzipped_file_whose_content_is_unchanged(tmp_path):
+    """Re-collecting a run whose curves did not change leaves curves.csv.gz's bytes alone (gzip's header
+    holds a time stamp), and rewrites it when they did."""
+    import gzip
+    import os
+
+    from micam.reports.results_page import _gzip_unless_unchanged
+
+    source, target = tmp_path / "curves.csv", tmp_path / "curves.csv.gz"
+    source.write_bytes(b"method,x,y\n" + b"grad-cam,0.5,0.25\n" * 200_000)
+    _gzip_unless_unchanged(source, target)
+    os.utime(target, (0, 0))
+    before = target.read_bytes()
+    _gzip_unless_unchanged(source, target)
+    assert target.read_bytes() == before and target.stat().st_mtime == 0
+    for changed in (source.read_bytes() + b"random,1,0\n", source.read_bytes()[:-1], b""):
+        source.write_bytes(changed)
+        _gzip_unless_unchanged(source, target)
+        assert gzip.decompress(target.read_bytes()) == changed

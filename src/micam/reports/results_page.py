@@ -87,13 +87,24 @@ def collect(out: Path, runs: Path, logs: list[Path], sanity_only: bool = False) 
     for name in (*COPIED, REPORT, ADDED):
         if (out / name).exists():  # a run without a sanity check or gained columns has no such file
             shutil.copyfile(out / name, target / name)
-    with (out / CURVES).open("rb") as source, gzip.open(target / f"{CURVES}.gz", "wb", compresslevel=9) as sink:
-        shutil.copyfileobj(source, sink)
+    _gzip_unless_unchanged(out / CURVES, target / f"{CURVES}.gz")
     for log in logs:
         shutil.copyfile(log, target / log.name)
     curves = {m: c for m, c in results["mean_curves"].items() if c.get("n")}
     deletion_insertion_plot(curves, target / "deletion-insertion.png")
     return target
+
+
+def _gzip_unless_unchanged(source: Path, target: Path) -> None:
+    """Gzip ``source`` to ``target``, unless ``target`` already holds the same bytes (gzip stamps the
+    time into its header: rewriting unchanged curves would make a new binary file to commit)."""
+    if target.exists():
+        with source.open("rb") as new, gzip.open(target, "rb") as old:
+            while (chunk := new.read(1 << 20)) == old.read(len(chunk) or 1):
+                if not chunk:
+                    return
+    with source.open("rb") as plain, gzip.open(target, "wb", compresslevel=9) as sink:
+        shutil.copyfileobj(plain, sink)
 
 
 def load_runs(runs: Path, order: tuple[str, ...] = ()) -> list[Results]:
