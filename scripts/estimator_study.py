@@ -1,6 +1,6 @@
 """Does any MI estimator make MI-CAM's weights matter? (issue 15, part 4)
 
-For each shared validation image: MI-CAM's map with every estimator (binned at 8, 32 and 256 bins,
+For each shared validation image: MI-CAM's map with every estimator (binned at 8 to 256 bins,
 normalized, the authors' distinct-value "reference", KSG, HSIC and normalized HSIC), the unweighted
 channel sum (``ChannelSum``: MI-CAM with every weight 1, with the same upsampling as the estimator's
 MI-CAM: "reference" runs with the authors' nearest upsampling, the others bilinear) and Grad-CAM, each
@@ -13,10 +13,11 @@ the channel sum of the same upsampling, mean ± 95 % t interval: a weight that m
 off zero.
 
     python scripts/estimator_study.py --data ../shared/data/ilsvrc2012-val/annotations.json --out study
-        [--model mobilenet_v2] [--limit N] [--seconds S] [--device cuda] [--estimators binned-32,ksg]
+        [--model mobilenet_v2] [--limit N] [--seconds S] [--device cuda] [--estimators binned-32,ksg] [--resume]
 
 Writes OUT/per_image.csv (one row per image and map) and OUT/study.json / OUT/study.md (the paired
-table), rewritten after every image, so a run cut by ``--seconds`` (or a kill) keeps what it did.
+table), rewritten after every image, so a run cut by ``--seconds`` (or a kill) keeps what it did, and
+``--resume`` carries it on: the same command with a larger ``--limit`` extends a finished run.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ from micam.metrics import (
 # name -> MI-CAM keyword options (estimator, bins)
 ESTIMATORS: dict[str, dict[str, Any]] = {
     "binned-8": {"estimator": "binned", "bins": 8},
+    "binned-16": {"estimator": "binned", "bins": 16},
     "binned-32": {"estimator": "binned", "bins": 32},
+    "binned-64": {"estimator": "binned", "bins": 64},
+    "binned-128": {"estimator": "binned", "bins": 128},
     "binned-256": {"estimator": "binned", "bins": 256},
     "normalized-32": {"estimator": "normalized", "bins": 32},
     "reference": {"estimator": "reference", "upsample_mode": "nearest"},
@@ -77,6 +81,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="deletion / insertion steps")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS), help="comma-separated, from the default")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep OUT's finished images (rows byte-identical) and add the rest"
+    )
     args = parser.parse_args()
     chosen = {name: ESTIMATORS[name] for name in args.estimators.split(",")}
     started = time.perf_counter()
@@ -100,8 +107,11 @@ def main() -> None:
     shuffled = {name: ShuffledMICAM(loaded.model, [layer], **common, **options) for name, options in chosen.items()}
     black = black_pixel(loaded).to(device)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
+    rows, earlier_seconds = _earlier_rows(args.out, list(maps_of)) if args.resume else ([], 0.0)
+    done = {row["image"] for row in rows}
     for index, sample in enumerate(samples):
+        if sample.key in done:
+            continue
         if args.seconds is not None and time.perf_counter() - started > args.seconds:
             break
         image, _ = prepare(read_rgb(sample.path), sample, loaded, dataset.geometry)
@@ -144,8 +154,28 @@ def main() -> None:
                     "shuffled_share": share,
                 }
             )
-        _write(args.out, rows, args, index + 1, time.perf_counter() - started)
+        done.add(sample.key)
+        _write(args.out, rows, args, len(done), earlier_seconds + time.perf_counter() - started)
         print(f"[study] {index + 1}/{len(samples)} images, {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _earlier_rows(out: Path, maps: list[str]) -> tuple[list[dict[str, Any]], float]:
+    """The rows (as text, so they are written back unchanged) and seconds of an earlier run into ``out``;
+    refuses a folder whose images do not have exactly this run's maps, since the pairs would not match."""
+    path = out / "per_image.csv"
+    if not path.exists():
+        return [], 0.0
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row["image"], []).append(row["map"])
+    for image, names in found.items():
+        if names != maps:
+            raise SystemExit(f"{path}: {image} has maps {names}, this run makes {maps}; use the same --estimators")
+    summary = out / "study.json"
+    seconds = float(json.loads(summary.read_text()).get("seconds", 0.0)) if summary.exists() else 0.0
+    return rows, seconds
 
 
 def _control(name: str) -> str:
@@ -155,10 +185,14 @@ def _control(name: str) -> str:
 
 
 def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, images: int, seconds: float) -> None:
-    with (out / "per_image.csv").open("w", newline="") as handle:
+    """Rewrite OUT's three files; each is written beside and renamed over the old one, so a kill mid-write
+    leaves the previous image's files whole for ``--resume``."""
+    partial = out / "per_image.csv.partial"
+    with partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    partial.replace(out / "per_image.csv")
     as_methods = [{**row, "method": row["map"]} for row in rows]
     names = list(dict.fromkeys(row["map"] for row in rows))
     study: dict[str, Any] = {
@@ -182,8 +216,9 @@ def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, imag
             if not name.startswith("channel-sum")
         },
     }
-    (out / "study.json").write_text(json.dumps(study, indent=2, default=str))
-    (out / "study.md").write_text(_markdown(study))
+    for name, text in (("study.json", json.dumps(study, indent=2, default=str)), ("study.md", _markdown(study))):
+        (out / f"{name}.partial").write_text(text)
+        (out / f"{name}.partial").replace(out / name)
 
 
 def _markdown(study: dict[str, Any]) -> str:
