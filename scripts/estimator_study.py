@@ -200,7 +200,7 @@ def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, imag
         "images": images,
         "seconds": round(seconds, 1),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "command": "python scripts/estimator_study.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+        "command": _command(args),
         "means": {
             name: {
                 key: summarize([float(r[key]) for r in rows if r["map"] == name])
@@ -219,6 +219,16 @@ def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, imag
     for name, text in (("study.json", json.dumps(study, indent=2, default=str)), ("study.md", _markdown(study))):
         (out / f"{name}.partial").write_text(text)
         (out / f"{name}.partial").replace(out / name)
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that repeats this run: options left unset are omitted, flags given bare."""
+    words = ["python scripts/estimator_study.py"]
+    for key, value in vars(args).items():
+        if value is None or value is False:
+            continue
+        words.append(f"--{key}" if value is True else f"--{key} {value}")
+    return " ".join(words)
 
 
 def _markdown(study: dict[str, Any]) -> str:

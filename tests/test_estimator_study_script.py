@@ -47,3 +47,9 @@ def test_resume_refuses_a_folder_made_with_other_estimators(tmp_path):
     with pytest.raises(SystemExit, match="use the same --estimators"):
         study._earlier_rows(tmp_path, ["channel-sum", "grad-cam", "binned-32"])
     assert study._earlier_rows(tmp_path / "missing", ["channel-sum"]) == ([], 0.0)
+
+
+def test_the_recorded_command_is_one_a_shell_can_run_again():
+    study = load_script("estimator_study")
+    args = argparse.Namespace(out=Path("study"), limit=300, seconds=None, resume=True, verbose=False)
+    assert study._command(args) == "python scripts/estimator_study.py --out study --limit 300 --resume"
