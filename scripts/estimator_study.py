@@ -23,7 +23,6 @@ table), rewritten after every image, so a run cut by ``--seconds`` (or a kill) k
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import time
@@ -35,6 +34,7 @@ import torch
 from micam import GradCAM, models
 from micam.evaluation.compare import paired_differences
 from micam.evaluation.datasets import black_pixel, prepare, read_dataset
+from micam.evaluation.files import read_csv, read_json, rewrite_csv, write_atomically
 from micam.images import read_rgb
 from micam.methods import MICAM, BaseCAM, ChannelSum, ShuffledMICAM
 from micam.metrics import (
@@ -165,8 +165,7 @@ def _earlier_rows(out: Path, maps: list[str]) -> tuple[list[dict[str, Any]], flo
     path = out / "per_image.csv"
     if not path.exists():
         return [], 0.0
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv(path)
     found: dict[str, list[str]] = {}
     for row in rows:
         found.setdefault(row["image"], []).append(row["map"])
@@ -174,7 +173,7 @@ def _earlier_rows(out: Path, maps: list[str]) -> tuple[list[dict[str, Any]], flo
         if names != maps:
             raise SystemExit(f"{path}: {image} has maps {names}, this run makes {maps}; use the same --estimators")
     summary = out / "study.json"
-    seconds = float(json.loads(summary.read_text()).get("seconds", 0.0)) if summary.exists() else 0.0
+    seconds = float(read_json(summary).get("seconds", 0.0)) if summary.exists() else 0.0
     return rows, seconds
 
 
@@ -185,14 +184,9 @@ def _control(name: str) -> str:
 
 
 def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, images: int, seconds: float) -> None:
-    """Rewrite OUT's three files; each is written beside and renamed over the old one, so a kill mid-write
-    leaves the previous image's files whole for ``--resume``."""
-    partial = out / "per_image.csv.partial"
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(out / "per_image.csv")
+    """Rewrite OUT's three files, each all at once, so a kill mid-write leaves the previous image's files
+    whole for ``--resume``."""
+    rewrite_csv(out / "per_image.csv", COLUMNS, rows)
     as_methods = [{**row, "method": row["map"]} for row in rows]
     names = list(dict.fromkeys(row["map"] for row in rows))
     study: dict[str, Any] = {
@@ -216,9 +210,8 @@ def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, imag
             if not name.startswith("channel-sum")
         },
     }
-    for name, text in (("study.json", json.dumps(study, indent=2, default=str)), ("study.md", _markdown(study))):
-        (out / f"{name}.partial").write_text(text)
-        (out / f"{name}.partial").replace(out / name)
+    write_atomically(out / "study.json", json.dumps(study, indent=2, default=str))
+    write_atomically(out / "study.md", _markdown(study))
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, load_script
+from micam.evaluation.files import read_csv
 
 STUDIES = REPO / "docs" / "results" / "estimator-study"
 CPU_STUDIES = ["cpu-mobilenet_v2", "cpu-mobilenet_v2-reference", "cpu-mobilenet_v2-bins"]
@@ -17,9 +18,8 @@ CPU_STUDIES = ["cpu-mobilenet_v2", "cpu-mobilenet_v2-reference", "cpu-mobilenet_
 
 def _maps(folder: Path) -> list[str]:
     """The maps of the first image of a committed study, in row order."""
-    lines = (folder / "per_image.csv").read_text().splitlines()[1:]
-    first = lines[0].split(",")[0]
-    return [line.split(",")[1] for line in lines if line.split(",")[0] == first]
+    rows = read_csv(folder / "per_image.csv")
+    return [row["map"] for row in rows if row["image"] == rows[0]["image"]]
 
 
 @pytest.mark.parametrize("name", CPU_STUDIES)
@@ -33,7 +33,7 @@ def test_resumed_rows_are_written_back_byte_for_byte_with_the_same_table(tmp_pat
     args = argparse.Namespace(model="mobilenet_v2", out=tmp_path)
     study._write(tmp_path, rows, args, images, seconds)
     assert (tmp_path / "per_image.csv").read_bytes() == (folder / "per_image.csv").read_bytes()
-    assert not list(tmp_path.glob("*.partial"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["per_image.csv", "study.json", "study.md"]
 
     def table(path: Path) -> list[str]:
         return [line for line in path.read_text().splitlines() if line.startswith("| ")]
