@@ -18,6 +18,11 @@ off zero.
 Writes OUT/per_image.csv (one row per image and map) and OUT/study.json / OUT/study.md (the paired
 table), rewritten after every image, so a run cut by ``--seconds`` (or a kill) keeps what it did, and
 ``--resume`` carries it on: the same command with a larger ``--limit`` extends a finished run.
+
+    python scripts/estimator_study.py --summary docs/results/estimator-study
+
+reads every run folder under that one and writes its summary.md: each run's verdicts side by side and
+the tally over runs and models, computed from the committed study.json files alone.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -73,8 +79,8 @@ COLUMNS = ["image", "map", "seconds", *METRICS, "channel_sum_correlation", "shuf
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data")
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="stop starting new images after this")
@@ -84,7 +90,14 @@ def main() -> None:
     parser.add_argument(
         "--resume", action="store_true", help="keep OUT's finished images (rows byte-identical) and add the rest"
     )
+    parser.add_argument("--summary", type=Path, help="write the summary of the run folders in this folder, and stop")
     args = parser.parse_args()
+    if args.summary is not None:
+        write_atomically(args.summary / "summary.md", summary_markdown(args.summary))
+        print(f"[study] wrote {args.summary / 'summary.md'}")
+        return
+    if args.data is None or args.out is None:
+        parser.error("--data and --out are required (or give --summary FOLDER)")
     chosen = {name: ESTIMATORS[name] for name in args.estimators.split(",")}
     started = time.perf_counter()
     device = torch.device(args.device)
@@ -240,14 +253,8 @@ def _markdown(study: dict[str, Any]) -> str:
         cells = []
         for metric in METRICS:
             cell = differences.get(metric)
-            if not cell:
-                cells.append("")
-                continue
-            low, high = cell["mean"] - cell["half_width"], cell["mean"] + cell["half_width"]
-            better = low > 0 if HIGHER_IS_BETTER[metric] else high < 0
-            worse = high < 0 if HIGHER_IS_BETTER[metric] else low > 0
-            word = "better" if better else "worse" if worse else "≈"
-            cells.append(f"{cell['mean']:+.3f} ± {cell['half_width']:.3f} {word}")
+            word = _verdict(metric, cell)
+            cells.append(f"{cell['mean']:+.3f} ± {cell['half_width']:.3f} {word}" if cell else "")
         means = study["means"][name]
         share = means["shuffled_share"]["mean"]
         cells.append(f"{means['channel_sum_correlation']['mean']:.3f}")
@@ -255,6 +262,70 @@ def _markdown(study: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"`{study['command']}`", ""]
     return "\n".join(lines)
+
+
+def _verdict(metric: str, cell: dict[str, float] | None) -> str:
+    """A paired difference's verdict: "better" or "worse" when its 95 % interval leaves zero (the side
+    says which, given the metric's direction), "≈" when it does not, "" when the pair was not measured."""
+    if not cell:
+        return ""
+    low, high = cell["mean"] - cell["half_width"], cell["mean"] + cell["half_width"]
+    if low > 0 or high < 0:
+        return "better" if (low > 0) == HIGHER_IS_BETTER[metric] else "worse"
+    return "≈"
+
+
+def summary_markdown(root: Path) -> str:
+    """Every run folder under ``root`` in one table (one row per run and map, the six verdicts against the
+    channel sum), then the tally of the MI estimators' verdicts: over the CPU runs per model and in all,
+    against the 5 % of tests a 95 % interval leaves off zero by chance. Grad-CAM's rows are the yardstick
+    and stay out of the tally."""
+    studies = [(folder.parent.name, read_json(folder)) for folder in sorted(root.glob("*/study.json"))]
+    if not studies:
+        raise SystemExit(f"{root}: no run folders (*/study.json) to summarize")
+    lines = [
+        "# Estimator study: every committed run",
+        "",
+        "Each map minus the unweighted channel sum of the same upsampling, paired over the run's images:",
+        "better, worse or level (≈) at 95 % on each metric. Made by",
+        f"`python scripts/estimator_study.py --summary {Path(os.path.relpath(root)).as_posix()}` from the runs'",
+        "study.json files.",
+        "",
+        "| run | model | images | map | " + " | ".join(METRICS) + " | corr. with sum | MI kept when shuffled |",
+        "|---" * (len(METRICS) + 6) + "|",
+    ]
+    tally: dict[str, dict[str, int]] = {}
+    for name, study in studies:
+        cpu = study["device"] == "cpu"
+        for map_name, differences in study["minus_channel_sum"].items():
+            words = [_verdict(metric, differences.get(metric)) for metric in METRICS]
+            means = study["means"][map_name]
+            share = means["shuffled_share"]["mean"]
+            lines.append(
+                f"| {name} | {study['model']} | {study['images']} | {map_name} | "
+                + " | ".join(words)
+                + f" | {means['channel_sum_correlation']['mean']:.3f} | {'' if math.isnan(share) else f'{share:.2f}'} |"
+            )
+            if map_name == "grad-cam":
+                continue
+            for key in ([f"CPU, {study['model']}", "CPU, every model"] if cpu else []) + ["every run"]:
+                counts = tally.setdefault(key, {"tests": 0, "better": 0, "worse": 0})
+                counts["tests"] += sum(word != "" for word in words)
+                counts["better"] += words.count("better")
+                counts["worse"] += words.count("worse")
+    lines += [
+        "",
+        "Tally of the MI estimators' paired tests against the channel sum (Grad-CAM left out):",
+        "",
+        "| runs | tests | MI-CAM better | MI-CAM worse | off zero by chance (5 %) |",
+        "|---|---|---|---|---|",
+    ]
+    for key in sorted(tally, key=lambda k: (k == "every run", k == "CPU, every model", k)):
+        counts = tally[key]
+        lines.append(
+            f"| {key} | {counts['tests']} | {counts['better']} | {counts['worse']} | {0.05 * counts['tests']:.2f} |"
+        )
+    return "\n".join([*lines, ""])
 
 
 if __name__ == "__main__":

@@ -40,9 +40,16 @@ def test_reports_name_the_device_one_way():
 
     from micam.runtime import device_name
 
-    name = device_name("cpu")
-    assert name.startswith("CPU ") and name.endswith(f", {torch.get_num_threads()} threads")
-    assert device_name(torch.device("cpu")) == name
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        name = device_name("cpu")
+        assert name.startswith("CPU ") and name.endswith(", 2 threads")
+        assert device_name(torch.device("cpu")) == name
+        torch.set_num_threads(1)
+        assert device_name("cpu").endswith(", 1 thread")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_mi_cam_to_grad_cam_ratio_is_checked_at_every_batch_size():

@@ -4,6 +4,7 @@ tables are what their rows give."""
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -13,13 +14,17 @@ from conftest import REPO, load_script
 from micam.evaluation.files import read_csv
 
 STUDIES = REPO / "docs" / "results" / "estimator-study"
-CPU_STUDIES = ["cpu-mobilenet_v2", "cpu-mobilenet_v2-reference", "cpu-mobilenet_v2-bins"]
+CPU_STUDIES = sorted(path.name for path in STUDIES.glob("cpu-*"))
 
 
 def _maps(folder: Path) -> list[str]:
     """The maps of the first image of a committed study, in row order."""
     rows = read_csv(folder / "per_image.csv")
     return [row["map"] for row in rows if row["image"] == rows[0]["image"]]
+
+
+def test_every_cpu_study_is_checked():
+    assert {"cpu-mobilenet_v2", "cpu-mobilenet_v2-reference", "cpu-mobilenet_v2-bins"} <= set(CPU_STUDIES)
 
 
 @pytest.mark.parametrize("name", CPU_STUDIES)
@@ -30,7 +35,8 @@ def test_resumed_rows_are_written_back_byte_for_byte_with_the_same_table(tmp_pat
     assert len(rows) == len((folder / "per_image.csv").read_text().splitlines()) - 1
     assert seconds > 0
     images = len({row["image"] for row in rows})
-    args = argparse.Namespace(model="mobilenet_v2", out=tmp_path)
+    model = json.loads((folder / "study.json").read_text())["model"]
+    args = argparse.Namespace(model=model, out=tmp_path)
     study._write(tmp_path, rows, args, images, seconds)
     assert (tmp_path / "per_image.csv").read_bytes() == (folder / "per_image.csv").read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["per_image.csv", "study.json", "study.md"]
@@ -53,3 +59,47 @@ def test_the_recorded_command_is_one_a_shell_can_run_again():
     study = load_script("estimator_study")
     args = argparse.Namespace(out=Path("study"), limit=300, seconds=None, resume=True, verbose=False)
     assert study._command(args) == "python scripts/estimator_study.py --out study --limit 300 --resume"
+
+
+def test_the_committed_summary_is_what_the_run_folders_give(monkeypatch):
+    monkeypatch.chdir(REPO)
+    study = load_script("estimator_study")
+    assert study.summary_markdown(STUDIES) == (STUDIES / "summary.md").read_text()
+
+
+def test_the_summary_tallies_verdicts_by_direction_and_leaves_grad_cam_out(tmp_path):
+    """Two hand-made runs: AD is lower-is-better, AI higher-is-better, so the same signs read opposite."""
+    study = load_script("estimator_study")
+
+    def cell(mean: float, half_width: float = 1.0) -> dict[str, float]:
+        return {"mean": mean, "half_width": half_width, "n": 10}
+
+    def run(name: str, device: str, model: str, rows: dict[str, dict[str, dict[str, float]]]) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        means = {
+            map_name: {"channel_sum_correlation": {"mean": 0.99}, "shuffled_share": {"mean": 0.1}} for map_name in rows
+        }
+        summary = {"model": model, "images": 10, "device": device, "means": means, "minus_channel_sum": rows}
+        (folder / "study.json").write_text(json.dumps(summary))
+
+    # binned-8: AD -3 ± 1 (better: lower), AI -3 ± 1 (worse: lower), deletion +0.5 ± 1 (level)
+    run(
+        "a",
+        "cpu",
+        "m1",
+        {
+            "grad-cam": {"average_drop": cell(-5.0)},
+            "binned-8": {"average_drop": cell(-3.0), "average_increase": cell(-3.0), "deletion": cell(0.5)},
+        },
+    )
+    run("b", "cpu", "m2", {"binned-8": {"insertion": cell(2.0)}})
+    run("c", "NVIDIA H100", "m1", {"ksg": {"average_drop": cell(3.0)}})
+    text = study.summary_markdown(tmp_path)
+    assert "| a | m1 | 10 | binned-8 | better | worse |  |  | ≈ |  | 0.990 | 0.10 |" in text
+    assert "| CPU, m1 | 3 | 1 | 1 | 0.15 |" in text  # grad-cam's better AD is not counted
+    assert "| CPU, m2 | 1 | 1 | 0 | 0.05 |" in text
+    assert "| CPU, every model | 4 | 2 | 1 | 0.20 |" in text
+    assert "| every run | 5 | 2 | 2 | 0.25 |" in text
+    with pytest.raises(SystemExit, match="no run folders"):
+        study.summary_markdown(tmp_path / "a" / "nothing")
