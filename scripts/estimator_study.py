@@ -206,7 +206,7 @@ def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, imag
         "model": args.model,
         "images": images,
         "seconds": round(seconds, 1),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name(args.device) if torch.device(args.device).type == "cuda" else "cpu",
         "command": _command(args),
         "means": {
             name: {
@@ -266,8 +266,9 @@ def _markdown(study: dict[str, Any]) -> str:
 
 def _verdict(metric: str, cell: dict[str, float] | None) -> str:
     """A paired difference's verdict: "better" or "worse" when its 95 % interval leaves zero (the side
-    says which, given the metric's direction), "≈" when it does not, "" when the pair was not measured."""
-    if not cell:
+    says which, given the metric's direction), "≈" when it does not, "" when the pair was not measured
+    or has no interval (one image)."""
+    if not cell or math.isnan(cell["half_width"]):
         return ""
     low, high = cell["mean"] - cell["half_width"], cell["mean"] + cell["half_width"]
     if low > 0 or high < 0:
@@ -315,9 +316,13 @@ def summary_markdown(root: Path) -> str:
                 counts["worse"] += words.count("worse")
     lines += [
         "",
-        "Tally of the MI estimators' paired tests against the channel sum (Grad-CAM left out):",
+        "Tally of the MI estimators' paired tests against the channel sum (Grad-CAM left out). When",
+        "nothing differs, a 95 % interval leaves zero in 5 % of tests, 2.5 % on each side. The tests are",
+        "not independent: estimators that give almost the same map (binned-32 and normalized-32), metrics",
+        "that move together (AD and area-matched AD) and runs that share images (the MobileNetV2 runs share",
+        "their first 100) tend to leave zero together, so the chance count is a yardstick, not a test.",
         "",
-        "| runs | tests | MI-CAM better | MI-CAM worse | off zero by chance (5 %) |",
+        "| runs | tests | MI-CAM better | MI-CAM worse | off zero by chance (both sides) |",
         "|---|---|---|---|---|",
     ]
     for key in sorted(tally, key=lambda k: (k == "every run", k == "CPU, every model", k)):

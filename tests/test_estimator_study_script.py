@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def test_resumed_rows_are_written_back_byte_for_byte_with_the_same_table(tmp_pat
     assert seconds > 0
     images = len({row["image"] for row in rows})
     model = json.loads((folder / "study.json").read_text())["model"]
-    args = argparse.Namespace(model=model, out=tmp_path)
+    args = argparse.Namespace(model=model, out=tmp_path, device="cpu")
     study._write(tmp_path, rows, args, images, seconds)
     assert (tmp_path / "per_image.csv").read_bytes() == (folder / "per_image.csv").read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["per_image.csv", "study.json", "study.md"]
@@ -68,7 +69,7 @@ def test_the_committed_summary_is_what_the_run_folders_give(monkeypatch):
 
 
 def test_the_summary_tallies_verdicts_by_direction_and_leaves_grad_cam_out(tmp_path):
-    """Two hand-made runs: AD is lower-is-better, AI higher-is-better, so the same signs read opposite."""
+    """Hand-made runs: AD, area-matched AD and deletion are lower-is-better, the other three higher."""
     study = load_script("estimator_study")
 
     def cell(mean: float, half_width: float = 1.0) -> dict[str, float]:
@@ -83,23 +84,28 @@ def test_the_summary_tallies_verdicts_by_direction_and_leaves_grad_cam_out(tmp_p
         summary = {"model": model, "images": 10, "device": device, "means": means, "minus_channel_sum": rows}
         (folder / "study.json").write_text(json.dumps(summary))
 
-    # binned-8: AD -3 ± 1 (better: lower), AI -3 ± 1 (worse: lower), deletion +0.5 ± 1 (level)
+    # the same +2 ± 1 on every metric reads worse where lower is better and better where higher is
+    up = {metric: cell(2.0) for metric in study.METRICS}
+    # -2 ± 1 reads the other way round; +0.5 ± 1 is level; a one-image cell (no interval) is not a test
+    down = {metric: cell(-2.0) for metric in study.METRICS}
     run(
         "a",
         "cpu",
         "m1",
         {
             "grad-cam": {"average_drop": cell(-5.0)},
-            "binned-8": {"average_drop": cell(-3.0), "average_increase": cell(-3.0), "deletion": cell(0.5)},
+            "binned-8": up,
+            "binned-32": down | {"deletion": cell(0.5), "insertion": cell(9.0, math.nan)},
         },
     )
     run("b", "cpu", "m2", {"binned-8": {"insertion": cell(2.0)}})
     run("c", "NVIDIA H100", "m1", {"ksg": {"average_drop": cell(3.0)}})
     text = study.summary_markdown(tmp_path)
-    assert "| a | m1 | 10 | binned-8 | better | worse |  |  | ≈ |  | 0.990 | 0.10 |" in text
-    assert "| CPU, m1 | 3 | 1 | 1 | 0.15 |" in text  # grad-cam's better AD is not counted
+    assert "| a | m1 | 10 | binned-8 | worse | better | worse | better | worse | better | 0.990 | 0.10 |" in text
+    assert "| a | m1 | 10 | binned-32 | better | worse | better | worse | ≈ |  | 0.990 | 0.10 |" in text
+    assert "| CPU, m1 | 11 | 5 | 5 | 0.55 |" in text  # grad-cam's better AD is not counted
     assert "| CPU, m2 | 1 | 1 | 0 | 0.05 |" in text
-    assert "| CPU, every model | 4 | 2 | 1 | 0.20 |" in text
-    assert "| every run | 5 | 2 | 2 | 0.25 |" in text
+    assert "| CPU, every model | 12 | 6 | 5 | 0.60 |" in text
+    assert "| every run | 13 | 6 | 6 | 0.65 |" in text
     with pytest.raises(SystemExit, match="no run folders"):
         study.summary_markdown(tmp_path / "a" / "nothing")
