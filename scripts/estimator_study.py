@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from micam import GradCAM, models
-from micam.evaluation.compare import paired_differences
+from micam.evaluation.compare import paired_differences, verdict
 from micam.evaluation.datasets import black_pixel, prepare, read_dataset
 from micam.evaluation.files import read_csv, read_json, rewrite_csv, write_atomically
 from micam.images import read_rgb
@@ -268,12 +268,9 @@ def _verdict(metric: str, cell: dict[str, float] | None) -> str:
     """A paired difference's verdict: "better" or "worse" when its 95 % interval leaves zero (the side
     says which, given the metric's direction), "≈" when it does not, "" when the pair was not measured
     or has no interval (one image)."""
-    if not cell or math.isnan(cell["half_width"]):
+    if not cell or cell["n"] < 2 or math.isnan(cell["half_width"]):
         return ""
-    low, high = cell["mean"] - cell["half_width"], cell["mean"] + cell["half_width"]
-    if low > 0 or high < 0:
-        return "better" if (low > 0) == HIGHER_IS_BETTER[metric] else "worse"
-    return "≈"
+    return {"better": "better", "worse": "worse"}.get(verdict(cell, HIGHER_IS_BETTER[metric]), "≈")
 
 
 def summary_markdown(root: Path) -> str:

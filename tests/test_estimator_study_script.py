@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, load_script
-from micam.evaluation.files import read_csv
+from micam.evaluation.files import read_csv, read_json
 
 STUDIES = REPO / "docs" / "results" / "estimator-study"
 CPU_STUDIES = sorted(path.name for path in STUDIES.glob("cpu-*"))
@@ -36,7 +36,7 @@ def test_resumed_rows_are_written_back_byte_for_byte_with_the_same_table(tmp_pat
     assert len(rows) == len((folder / "per_image.csv").read_text().splitlines()) - 1
     assert seconds > 0
     images = len({row["image"] for row in rows})
-    model = json.loads((folder / "study.json").read_text())["model"]
+    model = read_json(folder / "study.json")["model"]
     args = argparse.Namespace(model=model, out=tmp_path, device="cpu")
     study._write(tmp_path, rows, args, images, seconds)
     assert (tmp_path / "per_image.csv").read_bytes() == (folder / "per_image.csv").read_bytes()
