@@ -10,7 +10,8 @@ deletion / insertion AUC, all with black removed pixels; plus each map's Pearson
 channel sum and how much of each estimator's MI survives shuffling the gray image's pixels
 (``ShuffledMICAM``: total MI shuffled / total MI). Paired over images, every estimator's MI-CAM minus
 the channel sum of the same upsampling, mean ± 95 % t interval: a weight that matters moves a metric
-off zero.
+off zero. ``--estimators NAME-shuffled`` also scores the map of NAME's shuffled control and pairs NAME's
+MI-CAM with it (study.json "minus_own_shuffle"): what the weights' relation to the image adds.
 
     python scripts/estimator_study.py --data ../shared/data/ilsvrc2012-val/annotations.json --out study
         [--model mobilenet_v2] [--limit N] [--seconds S] [--device cuda] [--estimators binned-32,ksg] [--resume]
@@ -44,6 +45,7 @@ from micam.evaluation.files import read_csv, read_json, rewrite_csv, write_atomi
 from micam.images import read_rgb
 from micam.methods import MICAM, BaseCAM, ChannelSum, ShuffledMICAM
 from micam.metrics import (
+    METRIC_SPECS,
     area_matched_drop_increase,
     deletion_insertion,
     paper_drop_increase,
@@ -65,15 +67,14 @@ ESTIMATORS: dict[str, dict[str, Any]] = {
     "hsic": {"estimator": "hsic"},
     "hsic-normalized": {"estimator": "hsic-normalized"},
 }
+SHUFFLED_TALLY = "shuffled-gray controls, every run (not MI estimators: a yardstick)"
+# "<estimator>-shuffled" maps MI-CAM with that estimator against the shuffled gray image
+# (``ShuffledMICAM``): scored like any map, and paired with its unshuffled twin when both run
+SHUFFLED = "-shuffled"
 METRICS = ("average_drop", "average_increase", "area_matched_drop", "area_matched_increase", "deletion", "insertion")
-HIGHER_IS_BETTER = {
-    "average_drop": False,
-    "average_increase": True,
-    "area_matched_drop": False,
-    "area_matched_increase": True,
-    "deletion": False,
-    "insertion": True,
-}
+# each column's direction, from its metric's spec (the study calls the two AUCs deletion / insertion)
+SPEC_COLUMNS = {"deletion": "deletion_auc", "insertion": "insertion_auc"}
+HIGHER_IS_BETTER = {metric: METRIC_SPECS[SPEC_COLUMNS.get(metric, metric)].higher_is_better for metric in METRICS}
 COLUMNS = ["image", "map", "seconds", *METRICS, "channel_sum_correlation", "shuffled_share"]
 
 
@@ -98,7 +99,12 @@ def main() -> None:
         return
     if args.data is None or args.out is None:
         parser.error("--data and --out are required (or give --summary FOLDER)")
-    chosen = {name: ESTIMATORS[name] for name in args.estimators.split(",")}
+    names = args.estimators.split(",")
+    unknown = [name for name in names if name.removesuffix(SHUFFLED) not in ESTIMATORS]
+    if unknown:
+        choices = ", ".join(ESTIMATORS)
+        parser.error(f"unknown estimator {', '.join(unknown)}; choose from {choices}, each also as NAME{SHUFFLED}")
+    chosen = {name: ESTIMATORS[name.removesuffix(SHUFFLED)] for name in names}
     started = time.perf_counter()
     device = torch.device(args.device)
     loaded = models.load(args.model, device=device)
@@ -115,9 +121,20 @@ def main() -> None:
             else {}
         ),
         "grad-cam": GradCAM(loaded.model, [layer]),
-        **{name: MICAM(loaded.model, [layer], **common, **options) for name, options in chosen.items()},
+        **{
+            name: (ShuffledMICAM if name.endswith(SHUFFLED) else MICAM)(loaded.model, [layer], **common, **options)
+            for name, options in chosen.items()
+        },
     }
-    shuffled = {name: ShuffledMICAM(loaded.model, [layer], **common, **options) for name, options in chosen.items()}
+    # each estimator's shuffled control, for the share of MI it keeps (its map's twin when that runs too:
+    # MI-CAM's weights do not depend on the target class, so its last weights are the ones needed)
+    shuffled = {
+        name: maps_of[name + SHUFFLED]
+        if name + SHUFFLED in maps_of
+        else ShuffledMICAM(loaded.model, [layer], **common, **options)
+        for name, options in chosen.items()
+        if not name.endswith(SHUFFLED)
+    }
     black = black_pixel(loaded).to(device)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, earlier_seconds = _earlier_rows(args.out, list(maps_of)) if args.resume else ([], 0.0)
@@ -150,7 +167,8 @@ def main() -> None:
         for position, name in enumerate(found):
             share = math.nan
             if name in shuffled:
-                shuffled[name](x)
+                if name + SHUFFLED not in maps_of:
+                    shuffled[name](x)
                 share = float(shuffled[name].last_weights.sum() / maps_of[name].last_weights.sum())
             rows.append(
                 {
@@ -192,7 +210,7 @@ def _earlier_rows(out: Path, maps: list[str]) -> tuple[list[dict[str, Any]], flo
 
 def _control(name: str) -> str:
     """The channel sum a map is compared with: the one with the same upsampling."""
-    nearest = ESTIMATORS.get(name, {}).get("upsample_mode") == "nearest"
+    nearest = ESTIMATORS.get(name.removesuffix(SHUFFLED), {}).get("upsample_mode") == "nearest"
     return "channel-sum-nearest" if nearest else "channel-sum"
 
 
@@ -223,6 +241,14 @@ def _write(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, imag
             if not name.startswith("channel-sum")
         },
     }
+    twins = [name for name in names if name + SHUFFLED in names]
+    if twins:  # absent otherwise, so runs without shuffled maps keep their files byte for byte
+        study["minus_own_shuffle"] = {
+            name: paired_differences(
+                [r for r in as_methods if r["map"] in (name, name + SHUFFLED)], name, list(METRICS)
+            ).get(name + SHUFFLED, {})
+            for name in twins
+        }
     write_atomically(out / "study.json", json.dumps(study, indent=2, default=str))
     write_atomically(out / "study.md", _markdown(study))
 
@@ -246,22 +272,52 @@ def _markdown(study: dict[str, Any]) -> str:
         "Last columns: mean Pearson correlation of the map with that channel sum, and the share of the total MI",
         "kept when the gray image's pixels are shuffled.",
         "",
-        "| map | " + " | ".join(METRICS) + " | corr. with sum | MI kept when shuffled |",
-        "|---" * (len(METRICS) + 3) + "|",
+        *_head("map", *METRICS, "corr. with sum", "MI kept when shuffled"),
     ]
     for name, differences in study["minus_channel_sum"].items():
-        cells = []
-        for metric in METRICS:
-            cell = differences.get(metric)
-            word = _verdict(metric, cell)
-            cells.append(f"{cell['mean']:+.3f} ± {cell['half_width']:.3f} {word}" if cell else "")
+        cells = [_cell(metric, differences.get(metric)) for metric in METRICS]
         means = study["means"][name]
         share = means["shuffled_share"]["mean"]
         cells.append(f"{means['channel_sum_correlation']['mean']:.3f}")
         cells.append("" if math.isnan(share) else f"{share:.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "minus_own_shuffle" in study:
+        lines += [
+            "",
+            "Each estimator's MI-CAM minus the same MI-CAM against the shuffled gray image (weights that cannot",
+            "see the image), paired over images: what the weights' relation to the image adds.",
+            "",
+            *_head("map", *METRICS),
+        ]
+        for name, differences in study["minus_own_shuffle"].items():
+            cells = [_cell(metric, differences.get(metric)) for metric in METRICS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"`{study['command']}`", ""]
     return "\n".join(lines)
+
+
+def _largest_runs(studies: list[tuple[str, dict[str, Any]]], cpu_only: bool) -> dict[tuple[str, str], str]:
+    """(model, map) -> the run that measured it on the most images (the first on a tie), over the CPU
+    runs or every run."""
+    largest: dict[tuple[str, str], tuple[int, str]] = {}
+    for name, study in studies:
+        if cpu_only and study["device"] != "cpu":
+            continue
+        for map_name in study["minus_channel_sum"]:
+            key = (study["model"], map_name)
+            if key not in largest or study["images"] > largest[key][0]:
+                largest[key] = (study["images"], name)
+    return {key: name for key, (_, name) in largest.items()}
+
+
+def _head(*columns: str) -> list[str]:
+    """A Markdown table's title row and rule."""
+    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+
+
+def _cell(metric: str, cell: dict[str, float] | None) -> str:
+    """A paired difference as "mean ± half-width verdict", empty when not measured."""
+    return f"{cell['mean']:+.3f} ± {cell['half_width']:.3f} {_verdict(metric, cell)}" if cell else ""
 
 
 def _verdict(metric: str, cell: dict[str, float] | None) -> str:
@@ -276,8 +332,10 @@ def _verdict(metric: str, cell: dict[str, float] | None) -> str:
 def summary_markdown(root: Path) -> str:
     """Every run folder under ``root`` in one table (one row per run and map, the six verdicts against the
     channel sum), then the tally of the MI estimators' verdicts: over the CPU runs per model and in all,
-    against the 5 % of tests a 95 % interval leaves off zero by chance. Grad-CAM's rows are the yardstick
-    and stay out of the tally."""
+    against the 5 % of tests a 95 % interval leaves off zero by chance. Grad-CAM's rows (the yardstick)
+    and the shuffled-gray maps (controls) stay out of the tally, and a map measured on the same model by
+    several runs counts once, in the run with the most images (the first such folder on a tie), since
+    those runs share their first images."""
     studies = [(folder.parent.name, read_json(folder)) for folder in sorted(root.glob("*/study.json"))]
     if not studies:
         raise SystemExit(f"{root}: no run folders (*/study.json) to summarize")
@@ -287,33 +345,58 @@ def summary_markdown(root: Path) -> str:
         "Each map minus the unweighted channel sum of the same upsampling, paired over the run's images:",
         "better, worse or level (≈) at 95 % on each metric. Made by",
         f"`python scripts/estimator_study.py --summary {Path(os.path.relpath(root)).as_posix()}` from the runs'",
-        "study.json files.",
+        "study.json files. Last column: which tallies below count the row (Grad-CAM and the shuffled-gray",
+        "maps are controls; a map that another run measured on more images of the same model counts there).",
         "",
-        "| run | model | images | map | " + " | ".join(METRICS) + " | corr. with sum | MI kept when shuffled |",
-        "|---" * (len(METRICS) + 6) + "|",
+        *_head("run", "model", "images", "map", *METRICS, "corr. with sum", "MI kept when shuffled", "tallied"),
     ]
+    counted_in = {scope: _largest_runs(studies, cpu_only=scope == "CPU") for scope in ("CPU", "every run")}
     tally: dict[str, dict[str, int]] = {}
     for name, study in studies:
-        cpu = study["device"] == "cpu"
         for map_name, differences in study["minus_channel_sum"].items():
             words = [_verdict(metric, differences.get(metric)) for metric in METRICS]
             means = study["means"][map_name]
             share = means["shuffled_share"]["mean"]
+            control = map_name == "grad-cam" or map_name.endswith(SHUFFLED)
+            scopes = (
+                [] if control else [s for s, runs in counted_in.items() if runs.get((study["model"], map_name)) == name]
+            )
             lines.append(
                 f"| {name} | {study['model']} | {study['images']} | {map_name} | "
                 + " | ".join(words)
-                + f" | {means['channel_sum_correlation']['mean']:.3f} | {'' if math.isnan(share) else f'{share:.2f}'} |"
+                + f" | {means['channel_sum_correlation']['mean']:.3f} | {'' if math.isnan(share) else f'{share:.2f}'}"
+                + f" | {'control' if control else ', '.join(scopes) or 'no'} |"
             )
-            if map_name == "grad-cam":
-                continue
-            for key in ([f"CPU, {study['model']}", "CPU, every model"] if cpu else []) + ["every run"]:
+            keys = ([f"CPU, {study['model']}", "CPU, every model"] if "CPU" in scopes else []) + (
+                ["every run"] if "every run" in scopes else []
+            )
+            if map_name.endswith(SHUFFLED):  # the yardstick: weights that cannot see the image
+                keys = [SHUFFLED_TALLY]
+            for key in keys:
                 counts = tally.setdefault(key, {"tests": 0, "better": 0, "worse": 0})
                 counts["tests"] += sum(word != "" for word in words)
                 counts["better"] += words.count("better")
                 counts["worse"] += words.count("worse")
+    twins = [
+        f"| {name} | {study['model']} | {study['images']} | {map_name} | "
+        + " | ".join(_verdict(metric, differences.get(metric)) for metric in METRICS)
+        + " |"
+        for name, study in studies
+        for map_name, differences in study.get("minus_own_shuffle", {}).items()
+    ]
+    if twins:
+        lines += [
+            "",
+            "Each estimator's MI-CAM minus the same MI-CAM against the shuffled gray image (its weights'",
+            "relation to the image), paired over the run's images: better, worse or level (≈) at 95 %.",
+            "",
+            *_head("run", "model", "images", "map", *METRICS),
+            *twins,
+        ]
     lines += [
         "",
-        "Tally of the MI estimators' paired tests against the channel sum (Grad-CAM left out). When",
+        "Tally of the MI estimators' paired tests against the channel sum (Grad-CAM and the shuffled-gray",
+        "maps, which are controls, left out). When",
         "nothing differs, a 95 % interval leaves zero in 5 % of tests, 2.5 % on each side. The tests are",
         "not independent: estimators that give almost the same map (binned-32 and normalized-32), metrics",
         "that move together (AD and area-matched AD) and runs that share images (the MobileNetV2 runs share",
@@ -322,7 +405,7 @@ def summary_markdown(root: Path) -> str:
         "| runs | tests | MI-CAM better | MI-CAM worse | off zero by chance (both sides) |",
         "|---|---|---|---|---|",
     ]
-    for key in sorted(tally, key=lambda k: (k == "every run", k == "CPU, every model", k)):
+    for key in sorted(tally, key=lambda k: (k == SHUFFLED_TALLY, k == "every run", k == "CPU, every model", k)):
         counts = tally[key]
         lines.append(
             f"| {key} | {counts['tests']} | {counts['better']} | {counts['worse']} | {0.05 * counts['tests']:.2f} |"

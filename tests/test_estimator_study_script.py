@@ -75,13 +75,13 @@ def test_the_summary_tallies_verdicts_by_direction_and_leaves_grad_cam_out(tmp_p
     def cell(mean: float, half_width: float = 1.0) -> dict[str, float]:
         return {"mean": mean, "half_width": half_width, "n": 10}
 
-    def run(name: str, device: str, model: str, rows: dict[str, dict[str, dict[str, float]]]) -> None:
+    def run(name: str, device: str, model: str, rows: dict[str, dict[str, dict[str, float]]], images: int = 10) -> None:
         folder = tmp_path / name
         folder.mkdir()
         means = {
             map_name: {"channel_sum_correlation": {"mean": 0.99}, "shuffled_share": {"mean": 0.1}} for map_name in rows
         }
-        summary = {"model": model, "images": 10, "device": device, "means": means, "minus_channel_sum": rows}
+        summary = {"model": model, "images": images, "device": device, "means": means, "minus_channel_sum": rows}
         (folder / "study.json").write_text(json.dumps(summary))
 
     # the same +2 ± 1 on every metric reads worse where lower is better and better where higher is
@@ -100,12 +100,72 @@ def test_the_summary_tallies_verdicts_by_direction_and_leaves_grad_cam_out(tmp_p
     )
     run("b", "cpu", "m2", {"binned-8": {"insertion": cell(2.0)}})
     run("c", "NVIDIA H100", "m1", {"ksg": {"average_drop": cell(3.0)}})
+    # binned-8 again on m1, on fewer images: shown, but not counted a second time
+    run("d", "cpu", "m1", {"binned-8": down, "grad-cam": down}, images=5)
     text = study.summary_markdown(tmp_path)
-    assert "| a | m1 | 10 | binned-8 | worse | better | worse | better | worse | better | 0.990 | 0.10 |" in text
-    assert "| a | m1 | 10 | binned-32 | better | worse | better | worse | ≈ |  | 0.990 | 0.10 |" in text
+    assert (
+        "| a | m1 | 10 | binned-8 | worse | better | worse | better | worse | better | 0.990 | 0.10 | CPU, every run |"
+        in text
+    )
+    assert (
+        "| a | m1 | 10 | binned-32 | better | worse | better | worse | ≈ |  | 0.990 | 0.10 | CPU, every run |" in text
+    )
+    assert "| a | m1 | 10 | grad-cam | better |  |  |  |  |  | 0.990 | 0.10 | control |" in text
+    assert "| c | m1 | 10 | ksg | worse |  |  |  |  |  | 0.990 | 0.10 | every run |" in text
+    assert "| d | m1 | 5 | binned-8 | better | worse | better | worse | better | worse | 0.990 | 0.10 | no |" in text
     assert "| CPU, m1 | 11 | 5 | 5 | 0.55 |" in text  # grad-cam's better AD is not counted
     assert "| CPU, m2 | 1 | 1 | 0 | 0.05 |" in text
     assert "| CPU, every model | 12 | 6 | 5 | 0.60 |" in text
     assert "| every run | 13 | 6 | 6 | 0.65 |" in text
     with pytest.raises(SystemExit, match="no run folders"):
         study.summary_markdown(tmp_path / "a" / "nothing")
+
+
+def test_a_shuffled_twin_is_paired_with_its_estimator_and_kept_out_of_the_tally(tmp_path):
+    """Two hand-made images: binned-256 minus binned-256-shuffled is computed from the rows, shown in
+    study.md, and the summary tallies binned-256 against the channel sum but not its shuffled control."""
+    study = load_script("estimator_study")
+    assert study._control("binned-256-shuffled") == "channel-sum"
+    assert study._control("reference-shuffled") == "channel-sum-nearest"
+    rows = []
+    for image, offset in (("a", 0.0), ("b", 2.0)):
+        for name, drop in (
+            ("channel-sum", 30.0),
+            ("grad-cam", 20.0),
+            ("binned-256", 25.0),
+            ("binned-256-shuffled", 28.0),
+        ):
+            row = {metric: 0.5 for metric in study.METRICS}
+            row |= {"image": image, "map": name, "seconds": 0.1, "average_drop": drop + offset * (name == "binned-256")}
+            rows.append(
+                row | {"channel_sum_correlation": 0.99, "shuffled_share": 0.7 if name == "binned-256" else math.nan}
+            )
+    args = argparse.Namespace(model="m", out=tmp_path / "run", device="cpu")
+    (tmp_path / "run").mkdir()
+    study._write(tmp_path / "run", rows, args, 2, 1.0)
+    written = read_json(tmp_path / "run" / "study.json")
+    twin = written["minus_own_shuffle"]["binned-256"]["average_drop"]
+    # (25 - 28) and (27 - 28): mean -2, sample std sqrt(2), so half width t(0.975, 1) * sqrt(2) / sqrt(2)
+    assert twin["n"] == 2 and twin["mean"] == pytest.approx(-2.0)
+    assert twin["half_width"] == pytest.approx(12.7062047, rel=1e-6)
+    assert list(written["minus_own_shuffle"]) == ["binned-256"]
+    assert written["minus_channel_sum"]["binned-256-shuffled"]["average_drop"]["mean"] == pytest.approx(-2.0)
+    text = (tmp_path / "run" / "study.md").read_text()
+    assert "| binned-256 | -2.000 ± 12.706 ≈ | +0.000 ± 0.000 ≈ |" in text
+    summary = study.summary_markdown(tmp_path)
+    assert "| run | m | 2 | binned-256 | ≈ | ≈ | ≈ | ≈ | ≈ | ≈ |" in summary  # the twin table
+    # binned-256 against the channel sum: 6 level tests (AD -4 ± 12.7, the rest 0 ± 0); the shuffled map
+    # (AD -2 ± 0, better) is a control and not counted
+    assert "| run | m | 2 | binned-256-shuffled | better | ≈ |" in summary
+    assert "| CPU, m | 6 | 0 | 0 | 0.30 |" in summary
+    assert f"| {study.SHUFFLED_TALLY} | 6 | 1 | 0 | 0.30 |" in summary  # tallied apart, as a yardstick
+
+
+def test_an_unknown_estimator_is_a_usage_error_that_lists_the_choices(monkeypatch, capsys):
+    study = load_script("estimator_study")
+    monkeypatch.setattr("sys.argv", ["estimator_study.py", "--data", "x", "--out", "y", "--estimators", "bined-32"])
+    with pytest.raises(SystemExit) as exit_info:
+        study.main()
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "unknown estimator bined-32" in error and "binned-32" in error and "NAME-shuffled" in error
