@@ -345,8 +345,10 @@ def summary_markdown(root: Path) -> str:
         "Each map minus the unweighted channel sum of the same upsampling, paired over the run's images:",
         "better, worse or level (≈) at 95 % on each metric. Made by",
         f"`python scripts/estimator_study.py --summary {Path(os.path.relpath(root)).as_posix()}` from the runs'",
-        "study.json files. Last column: which tallies below count the row (Grad-CAM and the shuffled-gray",
-        "maps are controls; a map that another run measured on more images of the same model counts there).",
+        "study.json files. Last column: which tallies below count the row (Grad-CAM is a control, the",
+        "shuffled-gray maps are tallied apart; a map that another run measured on more images of the same",
+        "model counts there: runs of one model read the same image list from its start, so a smaller run's",
+        "images are among a larger one's).",
         "",
         *_head("run", "model", "images", "map", *METRICS, "corr. with sum", "MI kept when shuffled", "tallied"),
     ]
@@ -357,21 +359,22 @@ def summary_markdown(root: Path) -> str:
             words = [_verdict(metric, differences.get(metric)) for metric in METRICS]
             means = study["means"][map_name]
             share = means["shuffled_share"]["mean"]
-            control = map_name == "grad-cam" or map_name.endswith(SHUFFLED)
-            scopes = (
-                [] if control else [s for s, runs in counted_in.items() if runs.get((study["model"], map_name)) == name]
-            )
+            scopes = [scope for scope, runs in counted_in.items() if runs.get((study["model"], map_name)) == name]
+            if map_name == "grad-cam":
+                keys, tallied = [], "control"
+            elif map_name.endswith(SHUFFLED):  # the yardstick: weights that cannot see the image
+                keys = [SHUFFLED_TALLY] if "every run" in scopes else []
+                tallied = "shuffled yardstick" if keys else "no"
+            else:
+                keys = [f"CPU, {study['model']}", "CPU, every model"] if "CPU" in scopes else []
+                keys += ["every run"] if "every run" in scopes else []
+                tallied = " + ".join(scopes) or "no"
             lines.append(
                 f"| {name} | {study['model']} | {study['images']} | {map_name} | "
                 + " | ".join(words)
                 + f" | {means['channel_sum_correlation']['mean']:.3f} | {'' if math.isnan(share) else f'{share:.2f}'}"
-                + f" | {'control' if control else ', '.join(scopes) or 'no'} |"
+                + f" | {tallied} |"
             )
-            keys = ([f"CPU, {study['model']}", "CPU, every model"] if "CPU" in scopes else []) + (
-                ["every run"] if "every run" in scopes else []
-            )
-            if map_name.endswith(SHUFFLED):  # the yardstick: weights that cannot see the image
-                keys = [SHUFFLED_TALLY]
             for key in keys:
                 counts = tally.setdefault(key, {"tests": 0, "better": 0, "worse": 0})
                 counts["tests"] += sum(word != "" for word in words)

@@ -41,6 +41,8 @@ def test_resumed_rows_are_written_back_byte_for_byte_with_the_same_table(tmp_pat
     study._write(tmp_path, rows, args, images, seconds)
     assert (tmp_path / "per_image.csv").read_bytes() == (folder / "per_image.csv").read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["per_image.csv", "study.json", "study.md"]
+    # the same keys: a run without shuffled maps gains no "minus_own_shuffle", one with them keeps it
+    assert read_json(tmp_path / "study.json").keys() == read_json(folder / "study.json").keys()
 
     def table(path: Path) -> list[str]:
         return [line for line in path.read_text().splitlines() if line.startswith("| ")]
@@ -104,11 +106,11 @@ def test_the_summary_tallies_verdicts_by_direction_and_leaves_grad_cam_out(tmp_p
     run("d", "cpu", "m1", {"binned-8": down, "grad-cam": down}, images=5)
     text = study.summary_markdown(tmp_path)
     assert (
-        "| a | m1 | 10 | binned-8 | worse | better | worse | better | worse | better | 0.990 | 0.10 | CPU, every run |"
+        "| a | m1 | 10 | binned-8 | worse | better | worse | better | worse | better | 0.990 | 0.10 | CPU + every run |"
         in text
     )
     assert (
-        "| a | m1 | 10 | binned-32 | better | worse | better | worse | ≈ |  | 0.990 | 0.10 | CPU, every run |" in text
+        "| a | m1 | 10 | binned-32 | better | worse | better | worse | ≈ |  | 0.990 | 0.10 | CPU + every run |" in text
     )
     assert "| a | m1 | 10 | grad-cam | better |  |  |  |  |  | 0.990 | 0.10 | control |" in text
     assert "| c | m1 | 10 | ksg | worse |  |  |  |  |  | 0.990 | 0.10 | every run |" in text
@@ -169,3 +171,34 @@ def test_an_unknown_estimator_is_a_usage_error_that_lists_the_choices(monkeypatc
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "unknown estimator bined-32" in error and "binned-32" in error and "NAME-shuffled" in error
+
+
+def test_a_map_that_several_runs_measured_counts_once_in_each_tally(tmp_path):
+    """The run with the most images counts (the first folder on a tie), chosen among the CPU runs for
+    the CPU tallies and among every run for the last; a shuffled map too, in its own tally."""
+    study = load_script("estimator_study")
+    up = {metric: {"mean": 2.0, "half_width": 1.0, "n": 10} for metric in study.METRICS}
+    down = {metric: {"mean": -2.0, "half_width": 1.0, "n": 10} for metric in study.METRICS}
+    one = {"average_drop": {"mean": 3.0, "half_width": 1.0, "n": 10}}
+    for name, device, images, rows in (
+        ("a", "cpu", 10, {"binned-8": up}),  # fewer images than b, although first by name
+        ("b", "cpu", 20, {"binned-8": down, "binned-8-shuffled": one}),
+        ("c", "cpu", 20, {"binned-8": up, "binned-8-shuffled": one}),  # ties with b, after it
+        ("d", "NVIDIA H100", 50, {"binned-8": one}),  # the most images, but not a CPU run
+    ):
+        (tmp_path / name).mkdir()
+        means = {key: {"channel_sum_correlation": {"mean": 0.99}, "shuffled_share": {"mean": 0.1}} for key in rows}
+        summary = {"model": "m", "images": images, "device": device, "means": means, "minus_channel_sum": rows}
+        (tmp_path / name / "study.json").write_text(json.dumps(summary))
+    text = study.summary_markdown(tmp_path)
+    rows = [line.split(" | ") for line in text.splitlines() if line.count(" | ") == 12]  # the table of runs
+    tallied = {(cells[0], cells[3]): cells[-1] for cells in rows}
+    assert tallied[("| a", "binned-8")] == "no |"
+    assert tallied[("| b", "binned-8")] == "CPU |"
+    assert tallied[("| c", "binned-8")] == "no |"
+    assert tallied[("| d", "binned-8")] == "every run |"
+    assert tallied[("| b", "binned-8-shuffled")] == "shuffled yardstick |"
+    assert tallied[("| c", "binned-8-shuffled")] == "no |"
+    assert "| CPU, m | 6 | 3 | 3 | 0.30 |" in text  # b's: AD, area-matched AD and deletion better
+    assert "| every run | 1 | 0 | 1 | 0.05 |" in text  # d's AD, worse
+    assert f"| {study.SHUFFLED_TALLY} | 1 | 0 | 1 | 0.05 |" in text  # b's shuffled map only
