@@ -280,7 +280,7 @@ def _markdown(study: dict[str, Any]) -> str:
         share = means["shuffled_share"]["mean"]
         cells.append(f"{means['channel_sum_correlation']['mean']:.3f}")
         cells.append("" if math.isnan(share) else f"{share:.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(_row(name, *cells))
     if "minus_own_shuffle" in study:
         lines += [
             "",
@@ -290,8 +290,7 @@ def _markdown(study: dict[str, Any]) -> str:
             *_head("map", *METRICS),
         ]
         for name, differences in study["minus_own_shuffle"].items():
-            cells = [_cell(metric, differences.get(metric)) for metric in METRICS]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(_row(name, *(_cell(metric, differences.get(metric)) for metric in METRICS)))
     lines += ["", f"`{study['command']}`", ""]
     return "\n".join(lines)
 
@@ -312,7 +311,12 @@ def _largest_runs(studies: list[tuple[str, dict[str, Any]]], cpu_only: bool) -> 
 
 def _head(*columns: str) -> list[str]:
     """A Markdown table's title row and rule."""
-    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    return [_row(*columns), "|---" * len(columns) + "|"]
+
+
+def _row(*cells: object) -> str:
+    """A Markdown table row."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 def _cell(metric: str, cell: dict[str, float] | None) -> str:
@@ -370,10 +374,16 @@ def summary_markdown(root: Path) -> str:
                 keys += ["every run"] if "every run" in scopes else []
                 tallied = " + ".join(scopes) or "no"
             lines.append(
-                f"| {name} | {study['model']} | {study['images']} | {map_name} | "
-                + " | ".join(words)
-                + f" | {means['channel_sum_correlation']['mean']:.3f} | {'' if math.isnan(share) else f'{share:.2f}'}"
-                + f" | {tallied} |"
+                _row(
+                    name,
+                    study["model"],
+                    study["images"],
+                    map_name,
+                    *words,
+                    f"{means['channel_sum_correlation']['mean']:.3f}",
+                    "" if math.isnan(share) else f"{share:.2f}",
+                    tallied,
+                )
             )
             for key in keys:
                 counts = tally.setdefault(key, {"tests": 0, "better": 0, "worse": 0})
@@ -381,9 +391,7 @@ def summary_markdown(root: Path) -> str:
                 counts["better"] += words.count("better")
                 counts["worse"] += words.count("worse")
     twins = [
-        f"| {name} | {study['model']} | {study['images']} | {map_name} | "
-        + " | ".join(_verdict(metric, differences.get(metric)) for metric in METRICS)
-        + " |"
+        _row(name, study["model"], study["images"], map_name, *(_verdict(m, differences.get(m)) for m in METRICS))
         for name, study in studies
         for map_name, differences in study.get("minus_own_shuffle", {}).items()
     ]
@@ -405,14 +413,11 @@ def summary_markdown(root: Path) -> str:
         "that move together (AD and area-matched AD) and runs that share images (the MobileNetV2 runs share",
         "their first 100) tend to leave zero together, so the chance count is a yardstick, not a test.",
         "",
-        "| runs | tests | MI-CAM better | MI-CAM worse | off zero by chance (both sides) |",
-        "|---|---|---|---|---|",
+        *_head("runs", "tests", "MI-CAM better", "MI-CAM worse", "off zero by chance (both sides)"),
     ]
     for key in sorted(tally, key=lambda k: (k == SHUFFLED_TALLY, k == "every run", k == "CPU, every model", k)):
         counts = tally[key]
-        lines.append(
-            f"| {key} | {counts['tests']} | {counts['better']} | {counts['worse']} | {0.05 * counts['tests']:.2f} |"
-        )
+        lines.append(_row(key, counts["tests"], counts["better"], counts["worse"], f"{0.05 * counts['tests']:.2f}"))
     return "\n".join([*lines, ""])
 
 
