@@ -21,7 +21,7 @@ from typing import Any
 
 from micam.evaluation import EvaluationSettings, evaluate
 from micam.evaluation.files import RESULTS, SETTINGS
-from micam.evaluation.rows import read_rows
+from micam.evaluation.rows import devices_by_image, read_rows
 from micam.evaluation.settings import reproducing
 from micam.runtime import device_name
 
@@ -54,13 +54,6 @@ def subset(annotations: Path, chosen: list[int], folder: Path) -> Path:
 def rows_by_key(folder: Path) -> dict[tuple[str, str], dict[str, str]]:
     """A run folder's rows (with any columns a resumed run added) by (image, method)."""
     return {(r["image"], r["method"]): r for r in read_rows(folder)}
-
-
-def session_of(committed: dict[tuple[str, str], dict[str, str]], results: dict[str, Any]) -> dict[str, str]:
-    """Image key -> device of the session that made its committed rows (rows are written in order)."""
-    images = list(dict.fromkeys(image for image, _ in committed))
-    devices = [run_["device_name"] for run_ in results.get("runs", []) for _ in range(run_["images"])]
-    return dict(zip(images, devices, strict=False))
 
 
 def compare(committed: dict, again: dict) -> dict[str, dict[str, Any]]:
@@ -121,7 +114,7 @@ def main() -> None:
         raise SystemExit(f"{args.run} has no rows for {missing}")
     # An extension of the first images only (``--limit``) has no rows of its gained methods elsewhere.
     again = {key: row for key, row in again.items() if key in committed}
-    made_on = session_of(committed, results)
+    made_on = devices_by_image([{"image": image} for image, _ in committed], results)
     images = sorted({image for image, _ in again})
     report = {
         "images": images,

@@ -2,6 +2,7 @@
 
     python scripts/results_page.py collect OUT_DIR [--log FILE ...]   # a run's outputs -> docs/results/<model>/
     python scripts/results_page.py collect OUT_DIR --sanity            # a larger sanity check -> .../<model>/sanity/
+    python scripts/results_page.py collect OUT_DIR --same-device       # MI-CAM made again -> .../<model>/same-device/
     python scripts/results_page.py refresh                             # paired CIs + results.md from the rows
     python scripts/results_page.py page                                # rewrite docs/results.md
 
@@ -83,8 +84,8 @@ def page() -> str:
     return results_page.page(RUNS, PAGE, CONTENT)
 
 
-def collect(out: Path, logs: list[Path], sanity_only: bool = False) -> Path:
-    return results_page.collect(out, RUNS, logs, sanity_only=sanity_only)
+def collect(out: Path, logs: list[Path], sanity_only: bool = False, same_device: bool = False) -> Path:
+    return results_page.collect(out, RUNS, logs, sanity_only=sanity_only, same_device=same_device)
 
 
 def main() -> None:
@@ -94,11 +95,14 @@ def main() -> None:
     collect_parser.add_argument("out", type=Path)
     collect_parser.add_argument("--log", type=Path, action="append", default=[])
     collect_parser.add_argument("--sanity", action="store_true", help="a separate, larger sanity-check run")
+    collect_parser.add_argument(
+        "--same-device", action="store_true", help="MI-CAM's rows made again on the device of the run's controls"
+    )
     commands.add_parser("refresh", help="recompute docs/results/*/results.json's paired CIs and results.md")
     commands.add_parser("page", help="rewrite docs/results.md from docs/results/*/")
     args = parser.parse_args()
     if args.command == "collect":
-        print(collect(args.out, args.log, sanity_only=args.sanity))
+        print(collect(args.out, args.log, sanity_only=args.sanity, same_device=args.same_device))
     elif args.command == "refresh":
         for folder in sorted(p for p in RUNS.iterdir() if (p / "per_image.csv").is_file()):
             print(f"{folder}: {'refreshed' if refresh_statistics(folder) else 'unchanged'}")

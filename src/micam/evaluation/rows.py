@@ -67,3 +67,12 @@ def finished_images(rows: Iterable[dict[str, str]], methods: Sequence[str], colu
         if all(row.get(column) for column in columns):
             methods_of.setdefault(row["image"], set()).add(row["method"])
     return {image for image, found in methods_of.items() if found >= set(methods)}
+
+
+def devices_by_image(rows: Iterable[dict[str, str]], results: dict[str, Any]) -> dict[str, str]:
+    """Image -> the device of the session that made its first rows. Sessions append their images' rows in
+    order and ``results["runs"]`` lists them with their counts; a session that only extended the run
+    (``images`` 0: gained methods or metrics) made no image's first rows."""
+    images = list(dict.fromkeys(row["image"] for row in rows))
+    devices = [session["device_name"] for session in results.get("runs", []) for _ in range(session["images"])]
+    return dict(zip(images, devices, strict=False))

@@ -191,6 +191,17 @@ def reproducing(saved: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in (EARLIER_BEHAVIOUR | saved).items() if key in names}
 
 
+def earlier_flags(settings: dict[str, Any]) -> list[str]:
+    """The flags that make a fresh run compute what a saved one did where a setting's default changed after
+    it began (``EARLIER_BEHAVIOUR``): ``["--auc-x even"]`` for a stated-protocol run made before AUCs
+    used the fraction changed. Without them the command shown for a committed run would make other
+    numbers."""
+    protocol = PROTOCOLS.get(str(settings.get("protocol", "stated")), {})
+    today = asdict(EvaluationSettings(data="")) | protocol
+    made = EARLIER_BEHAVIOUR | settings
+    return [f"--{key.replace('_', '-')} {made[key]}" for key in EARLIER_BEHAVIOUR if made[key] != today[key]]
+
+
 def comparable(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that must match on resume; a setting added after a run was started counts as what
     that run did: its default, or ``EARLIER_BEHAVIOUR`` where the default changed how numbers come out

@@ -41,11 +41,13 @@ def real(results: Results) -> dict[str, dict[str, Any]]:
 
 
 def comparable(results: Results) -> bool:
-    """Whether the run scored MI-CAM on every compared metric it has, and has some (a sanity-only run
-    has none; a run made before a metric existed lacks that one)."""
+    """Whether the run scored MI-CAM and another method on every compared metric it has, and has some
+    (a sanity-only run has none; a run made before a metric existed lacks that one; MI-CAM made again
+    alone, as in a ``same-device/`` folder, has nothing to be ranked against)."""
     own = results.get("methods", {}).get(FOCUS, {})
     present = [metric for metric in COMPARED_METRICS if metric in own]
-    return bool(present) and all((own.get(metric) or {}).get("n") for metric in present)
+    others = [m for m in real(results) if m != FOCUS]
+    return bool(present and others) and all((own.get(metric) or {}).get("n") for metric in present)
 
 
 def mean(results: Results, method: str, metric: str) -> float:

@@ -140,12 +140,7 @@ def controls_table(runs: Mapping[str, Results]) -> list[str]:
         cells = []
         for protocol, control in columns:
             difference = ((having[protocol].get("paired") or {}).get("differences") or {}).get(control, {}).get(metric)
-            if not difference or not difference.get("n"):
-                cells.append("—")
-                continue
-            said = mark(verdict(difference, COMPARED_METRICS[metric]))
-            centre, half = formatted(metric, difference["mean"]), formatted(metric, difference["half_width"])
-            cells.append(f"{centre} ± {half} {said}")
+            cells.append(control_cell(difference or {}, metric))
         arrow = "↑" if COMPARED_METRICS[metric] else "↓"
         lines.append(f"| {NAMES[metric]} {arrow} | " + " | ".join(cells) + " |")
     correlations = [
@@ -157,6 +152,16 @@ def controls_table(runs: Mapping[str, Results]) -> list[str]:
         said = "; ".join(correlations)
         lines += ["", f"MI-CAM's map correlates with the channel sum's, mean over images: {said}."]
     return lines
+
+
+def control_cell(difference: Mapping[str, float | int], metric: str) -> str:
+    """MI-CAM minus a control: mean ± 95 % half-width and the verdict's mark, or "—" without images."""
+    if not difference or not difference.get("n"):
+        return "—"
+    said = mark(verdict(difference, COMPARED_METRICS[metric]))
+    return (
+        f"{formatted(metric, float(difference['mean']))} ± {formatted(metric, float(difference['half_width']))} {said}"
+    )
 
 
 def _n(results: Results, method: str) -> str:

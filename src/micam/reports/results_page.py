@@ -31,7 +31,7 @@ from micam.evaluation.files import (
     SKIPPED,
 )
 from micam.evaluation.references import UNRANKED
-from micam.evaluation.settings import ALL_METHODS
+from micam.evaluation.settings import ALL_METHODS, earlier_flags
 from micam.evaluation.tables import markdown_report
 from micam.plot import deletion_insertion_plot
 from micam.reports.findings import (
@@ -46,6 +46,7 @@ from micam.reports.findings import (
     words,
 )
 from micam.reports.protocols import PaperTable, claims_paragraph, controls_table, protocol_runs, protocol_table
+from micam.reports.same_device import SAME_DEVICE, same_device_lines
 
 SANITY_SUPPLEMENT = "sanity"  # RUNS/<model>/sanity/: the sanity check on more images, made apart
 COPIED = (PER_IMAGE, COUNTERFACTUAL, SANITY, SKIPPED, SETTINGS, RESULTS)
@@ -72,11 +73,18 @@ class PageContent:
     script: str = "python scripts/results_page.py"
 
 
-def collect(out: Path, runs: Path, logs: list[Path], sanity_only: bool = False) -> Path:
-    """Copy the run in ``out`` into ``runs/<model>/`` (or its ``sanity/`` with ``sanity_only``)."""
+def collect(out: Path, runs: Path, logs: list[Path], sanity_only: bool = False, same_device: bool = False) -> Path:
+    """Copy the run in ``out`` into ``runs/<model>/`` (or its ``sanity/`` with ``sanity_only``, its
+    ``same-device/`` with ``same_device``: MI-CAM's rows made again on the controls' device)."""
     results = json.loads((out / RESULTS).read_text())
     protocol = results["settings"].get("protocol", "stated")
     target = runs / str(results["model"]) if protocol == "stated" else runs / protocol / str(results["model"])
+    if same_device:  # only the rows and what says how they were made
+        target = target / SAME_DEVICE
+        target.mkdir(parents=True, exist_ok=True)
+        for path in (out / PER_IMAGE, out / SETTINGS, out / RESULTS, *logs):
+            shutil.copyfile(path, target / path.name)
+        return target
     if sanity_only:  # a larger sanity check made apart from the main run: only its sanity rows matter
         target = target / SANITY_SUPPLEMENT
         target.mkdir(parents=True, exist_ok=True)
@@ -197,6 +205,13 @@ def _protocols(runs: Path, loaded: list[Results], content: PageContent) -> list[
             f"    --counterfactual-images 0 --sanity-images 0 --out eval-{model}-authors --resume",
             "```",
             "",
+            *same_device_lines(
+                runs / model,
+                f"{content.runs_shown}/{model}",
+                content.data,
+                content.script,
+                content.environment.get(model),
+            ),
         ]
     return lines
 
@@ -296,7 +311,7 @@ class _Section:
             *self.environment(),
             f"micam evaluate --data {content.data} --model {model} \\",
             f"    --out eval-{model} --counterfactual-images {s['counterfactual_images']} "
-            f"--sanity-images {s['sanity_images']} --resume",
+            f"--sanity-images {s['sanity_images']}{''.join(f' {flag}' for flag in earlier_flags(s))} --resume",
             "```",
             "",
             self._settings(len(devices) > 1),
@@ -334,7 +349,14 @@ class _Section:
             f" and the metric groups {listed(groups)} (for every method; columns in"
             f" `{self.shown}/{ADDED}`), on the first {max(sizes, default=extended):,} images so far. Rows marked"
             ' "(first N images)" below cover those images; the others cover all of them. The extension goes on'
-            " with the run's own command (below) plus `--methods all --metrics default --limit N`.",
+            " with the run's own command (below) plus `--methods all --metrics default --limit N`."
+            + (
+                f" MI-CAM's rows made again on the controls' device are in `{self.shown}/{SAME_DEVICE}/`; the"
+                " section on the two protocols pairs them with the controls (a pair across devices carries"
+                " their float differences)."
+                if (self.folder / SAME_DEVICE / PER_IMAGE).exists()
+                else ""
+            ),
             "",
         ]
 
