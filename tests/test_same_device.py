@@ -99,18 +99,42 @@ def test_rows_made_with_other_settings_are_refused_and_a_run_without_them_says_n
     _again(run, [("a", "mi-cam", 10.0, 50.0)], auc_x="changed", limit=1)
     with pytest.raises(ValueError, match="other settings than .*: auc_x"):
         same_device_lines(run, "x", "d", "s")
+    # other data under the same keys: only settings.json has the data's fingerprint
+    _again(run, [("a", "mi-cam", 10.0, 50.0)])
+    (run / "settings.json").write_text(json.dumps(SETTINGS | {"data_fingerprint": "aaa"}))
+    (run / SAME_DEVICE / "settings.json").write_text(json.dumps(SETTINGS | {"data_fingerprint": "bbb"}))
+    with pytest.raises(ValueError, match="other settings than .*: data_fingerprint"):
+        same_device_lines(run, "x", "d", "s")
     # what is computed, where and how fast may differ; how a number is made may not
     assert differing_settings(SETTINGS, SETTINGS | {"device": "cpu", "batch_size": 1, "methods": []}) == []
     assert differing_settings(SETTINGS, SETTINGS | {"steps": 50}) == ["steps"]
+    made_before_the_rule = {k: v for k, v in SETTINGS.items() if k != "auc_x"}
+    assert differing_settings(made_before_the_rule, SETTINGS) == []  # it made AUCs the "even" way
+    assert differing_settings(made_before_the_rule, SETTINGS | {"auc_x": "changed"}) == ["auc_x"]
 
 
-def test_collect_puts_the_rows_made_again_beside_the_run(tmp_path):
+def test_controls_made_with_mi_cam_from_the_start_are_on_their_images_devices_and_no_limit_is_shown(tmp_path):
+    run = tmp_path / "tiny"
+    _run(run, SETTINGS, [{"device_name": H100, "images": 2}])
+    _rows(run, [("a", "mi-cam", 1.0, 5.0), ("a", "channel-sum", 2.0, 5.0), ("b", "mi-cam", 3.0, 5.0)])
+    _again(run, [("a", "mi-cam", 1.5, 5.0), ("b", "mi-cam", 3.0, 5.0)], limit=None)
+    text = "\n".join(same_device_lines(run, "x", "d", "s"))
+    assert "MI-CAM's rows of these 2 images were made on H100;\nthe controls' rows on H100." in text
+    assert "| AD ↓ | -1.00 ± nan = | -0.50 ± nan = |" in text  # one image has both: n = 1, no interval
+    assert "--limit" not in text and "    --device cpu --out same-device-tiny --resume" in text
+
+
+def test_collect_puts_the_rows_made_again_beside_the_run_and_refuses_other_settings(tmp_path):
+    _committed(tmp_path / "runs")
     out = tmp_path / "out"
-    _run(out, SETTINGS | {"protocol": "stated"}, [{"device_name": CPU, "images": 1}])
+    _run(out, SETTINGS | {"methods": ["mi-cam"]}, [{"device_name": CPU, "images": 1}])
     _rows(out, [("a", "mi-cam", 10.0, 50.0)])
     target = collect(out, tmp_path / "runs", [], same_device=True)
     assert target == tmp_path / "runs" / "tiny" / SAME_DEVICE
     assert sorted(p.name for p in target.iterdir()) == ["per_image.csv", "results.json", "settings.json"]
+    _run(out, SETTINGS | {"steps": 20}, [{"device_name": CPU, "images": 1}])
+    with pytest.raises(ValueError, match="other settings than .*: steps"):
+        collect(out, tmp_path / "runs", [], same_device=True)
 
 
 def test_the_committed_same_device_rows_are_on_the_page_with_their_run_settings():
@@ -149,7 +173,8 @@ def test_the_committed_pairs_as_committed_are_the_stated_runs_controls_table():
                     for (m, t), v in controls.items()
                     if m == metric and t.startswith(f"stated protocol: vs {control} ")
                 )
-                assert cell == stated, (model, metric, control)
+                # the controls table covers every image with controls: same-device/ must cover them too
+                assert cell == stated, f"{model} {metric} vs {control}: extend {SAME_DEVICE}/ to the controls' images"
                 checked += 1
         assert checked >= 12  # six metrics, two controls
 
@@ -167,5 +192,6 @@ def test_a_command_shown_for_an_old_run_names_the_settings_whose_default_changed
     assert earlier_flags({"protocol": "stated"}) == ["--auc-x even"]  # made before the setting existed
     assert earlier_flags({"protocol": "stated", "auc_x": "changed"}) == []
     assert earlier_flags({"protocol": "authors", "auc_x": "even"}) == []  # the authors' protocol's own rule
+    assert earlier_flags({"protocol": "authors", "auc_x": "changed"}) == ["--auc-x changed"]
     text = load_script("results_page").page()
     assert "--sanity-images 4 --auc-x even --resume" in text  # the committed stated runs predate the rule

@@ -46,7 +46,7 @@ from micam.reports.findings import (
     words,
 )
 from micam.reports.protocols import PaperTable, claims_paragraph, controls_table, protocol_runs, protocol_table
-from micam.reports.same_device import SAME_DEVICE, same_device_lines
+from micam.reports.same_device import SAME_DEVICE, check_same_settings, same_device_lines
 
 SANITY_SUPPLEMENT = "sanity"  # RUNS/<model>/sanity/: the sanity check on more images, made apart
 COPIED = (PER_IMAGE, COUNTERFACTUAL, SANITY, SKIPPED, SETTINGS, RESULTS)
@@ -80,6 +80,7 @@ def collect(out: Path, runs: Path, logs: list[Path], sanity_only: bool = False, 
     protocol = results["settings"].get("protocol", "stated")
     target = runs / str(results["model"]) if protocol == "stated" else runs / protocol / str(results["model"])
     if same_device:  # only the rows and what says how they were made
+        check_same_settings(target, out)
         target = target / SAME_DEVICE
         target.mkdir(parents=True, exist_ok=True)
         for path in (out / PER_IMAGE, out / SETTINGS, out / RESULTS, *logs):
@@ -283,6 +284,8 @@ class _Section:
         self.shown = f"{content.runs_shown}/{self.model}"  # the run folder as the page names it
         supplement = self.folder / SANITY_SUPPLEMENT / RESULTS
         self.supplement: Results | None = json.loads(supplement.read_text()) if supplement.exists() else None
+        # the section on the two protocols shows MI-CAM made again on one device where it covers the model
+        self.in_protocols = "authors" in protocol_runs(runs, self.model)
 
     def environment(self) -> list[str]:
         """The line exporting what the model's command needs, if anything."""
@@ -351,13 +354,24 @@ class _Section:
             ' "(first N images)" below cover those images; the others cover all of them. The extension goes on'
             " with the run's own command (below) plus `--methods all --metrics default --limit N`."
             + (
-                f" MI-CAM's rows made again on the controls' device are in `{self.shown}/{SAME_DEVICE}/`; the"
-                " section on the two protocols pairs them with the controls (a pair across devices carries"
-                " their float differences)."
+                f" MI-CAM's rows made again on the controls' device are in `{self.shown}/{SAME_DEVICE}/`; "
+                + ("the section on the two protocols pairs" if self.in_protocols else "the table below pairs")
+                + " them with the controls (a pair across devices carries their float differences)."
                 if (self.folder / SAME_DEVICE / PER_IMAGE).exists()
                 else ""
             ),
             "",
+            *(
+                []
+                if self.in_protocols
+                else same_device_lines(
+                    self.folder,
+                    self.shown,
+                    self.content.data,
+                    self.content.script,
+                    self.content.environment.get(self.model),
+                )
+            ),
         ]
 
     def _wall_time(self) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from micam.evaluation.compare import COMPARED_METRICS, paired_differences, verdict
-from micam.evaluation.files import EXTENSION, PER_IMAGE, RESULTS, read_json
+from micam.evaluation.files import EXTENSION, PER_IMAGE, RESULTS, SETTINGS, read_json
 from micam.evaluation.rows import devices_by_image, read_rows
 from micam.evaluation.settings import comparable, earlier_flags
 from micam.methods import CONTROLS
@@ -42,6 +42,17 @@ def differing_settings(committed: Mapping[str, Any], again: Mapping[str, Any]) -
     return sorted(k for k in (set(one) | set(other)) - FREE_SETTINGS if one.get(k) != other.get(k))
 
 
+def check_same_settings(run: Path, again: Path) -> None:
+    """Refuse MI-CAM's rows in ``again`` unless they were made with ``run``'s settings (both the settings
+    results.json resolves and settings.json, which holds the data's fingerprint)."""
+    differing = sorted(
+        set(differing_settings(read_json(run / RESULTS)["settings"], read_json(again / RESULTS)["settings"]))
+        | set(differing_settings(read_json(run / SETTINGS), read_json(again / SETTINGS)))
+    )
+    if differing:
+        raise ValueError(f"{again} was made with other settings than {run}: {', '.join(differing)}")
+
+
 def same_device_lines(run: Path, shown: str, data: str, script: str, export: str | None = None) -> list[str]:
     """The paragraph and table for ``run`` (a stated-protocol run folder), or nothing when it has no
     ``same-device/`` rows. ``shown`` is how the page spells the run's folder, ``data`` the annotations,
@@ -51,9 +62,7 @@ def same_device_lines(run: Path, shown: str, data: str, script: str, export: str
     if not (folder / PER_IMAGE).exists():
         return []
     results, again_results = read_json(run / RESULTS), read_json(folder / RESULTS)
-    differing = differing_settings(results["settings"], again_results["settings"])
-    if differing:
-        raise ValueError(f"{folder} was made with other settings than {run}: {', '.join(differing)}")
+    check_same_settings(run, folder)
     again = [row for row in read_rows(folder) if row["method"] == FOCUS]
     images = {row["image"] for row in again}
     all_rows = read_rows(run)
@@ -65,13 +74,16 @@ def same_device_lines(run: Path, shown: str, data: str, script: str, export: str
     as_committed = paired_differences([*(r for r in committed if r["method"] == FOCUS), *controls], FOCUS)
     one_device = paired_differences([*again, *controls], FOCUS)
     metrics = [m for m in COMPARED_METRICS if any(one_device[c][m]["n"] for c in present)]
-    made_on = Counter(devices_by_image(all_rows, results).get(image, "an unrecorded device") for image in images)
-    controls_on = sorted({s["device_name"] for s in results.get("runs", []) if s.get("extended")})
+    first_made = devices_by_image(all_rows, results)
+    made_on = Counter(first_made.get(image, "an unrecorded device") for image in images)
+    # controls gained later were made by the extending sessions, controls run from the start with MI-CAM
+    extending = {s["device_name"] for s in results.get("runs", []) if s.get("extended")}
+    controls_on = sorted(extending or {first_made.get(image, "an unrecorded device") for image in images})
     again_on = sorted({s["device_name"] for s in again_results.get("runs", [])})
     columns = [(c, kind) for c in present for kind in ("as committed", "one device")]
     lines = [
         f"**On one device.** MI-CAM's rows of these {len(images):,} images were made on {_counted(made_on)};",
-        f"the controls' rows{_gained_columns(results)} on {' and '.join(controls_on) or 'an unrecorded device'}.",
+        f"the controls' rows{_gained_columns(results)} on {' and '.join(controls_on)}.",
         f"MI-CAM made again on {' and '.join(again_on)} with the run's settings (rows in",
         f"`{shown}/{SAME_DEVICE}/`), paired with the same control rows:",
         "",
@@ -117,7 +129,8 @@ def _commands(model: str, settings: Mapping[str, Any], data: str, script: str, e
         *([f"export {export}"] if export else []),
         f"micam evaluate --data {data} --model {model} --methods {','.join(settings['methods'])} \\",
         f"    --metrics {','.join(settings['metrics'])}{flags} \\",
-        f"    --limit {settings['limit']} --device {settings['device']} --out {out} --resume",
+        f"    {f'--limit {limit} ' if (limit := settings.get('limit')) else ''}--device {settings['device']}"
+        f" --out {out} --resume",
         f"{script} collect {out} --same-device",
     ]
 
