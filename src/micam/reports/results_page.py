@@ -50,6 +50,8 @@ from micam.reports.same_device import SAME_DEVICE, check_same_settings, same_dev
 
 SANITY_SUPPLEMENT = "sanity"  # RUNS/<model>/sanity/: the sanity check on more images, made apart
 COPIED = (PER_IMAGE, COUNTERFACTUAL, SANITY, SKIPPED, SETTINGS, RESULTS)
+# RUNS/<model>/<folder>/ of a run made apart from the main one -> the rows it keeps there
+MADE_APART = {SANITY_SUPPLEMENT: SANITY, SAME_DEVICE: PER_IMAGE}
 RECHECK = "recheck.json"  # scripts/recheck.py's output: a few images made again on another device
 FIGURE = "paired-differences.png"  # RUNS/paired-differences.png, under the overview
 
@@ -79,17 +81,13 @@ def collect(out: Path, runs: Path, logs: list[Path], sanity_only: bool = False, 
     results = json.loads((out / RESULTS).read_text())
     protocol = results["settings"].get("protocol", "stated")
     target = runs / str(results["model"]) if protocol == "stated" else runs / protocol / str(results["model"])
-    if same_device:  # only the rows and what says how they were made
-        check_same_settings(target, out)
-        target = target / SAME_DEVICE
+    apart = SAME_DEVICE if same_device else SANITY_SUPPLEMENT if sanity_only else None
+    if apart is not None:  # made apart from the main run: only its rows and what says how they were made
+        if same_device:
+            check_same_settings(target, out)
+        target = target / apart
         target.mkdir(parents=True, exist_ok=True)
-        for path in (out / PER_IMAGE, out / SETTINGS, out / RESULTS, *logs):
-            shutil.copyfile(path, target / path.name)
-        return target
-    if sanity_only:  # a larger sanity check made apart from the main run: only its sanity rows matter
-        target = target / SANITY_SUPPLEMENT
-        target.mkdir(parents=True, exist_ok=True)
-        for path in (out / SANITY, out / SETTINGS, out / RESULTS, *logs):
+        for path in (out / MADE_APART[apart], out / SETTINGS, out / RESULTS, *logs):
             shutil.copyfile(path, target / path.name)
         return target
     target.mkdir(parents=True, exist_ok=True)
@@ -206,15 +204,15 @@ def _protocols(runs: Path, loaded: list[Results], content: PageContent) -> list[
             f"    --counterfactual-images 0 --sanity-images 0 --out eval-{model}-authors --resume",
             "```",
             "",
-            *same_device_lines(
-                runs / model,
-                f"{content.runs_shown}/{model}",
-                content.data,
-                content.script,
-                content.environment.get(model),
-            ),
+            *_same_device(runs, model, content),
         ]
     return lines
+
+
+def _same_device(runs: Path, model: str, content: PageContent) -> list[str]:
+    """The model's MI-CAM made again on its controls' device, paired with them (``same_device_lines``)."""
+    shown = f"{content.runs_shown}/{model}"
+    return same_device_lines(runs / model, shown, content.data, content.script, content.environment.get(model))
 
 
 CPU_MINIMUM_IMAGES = 300  # issue 15: the authors' protocol runs cover at least this many images where no GPU is lent
@@ -361,17 +359,7 @@ class _Section:
                 else ""
             ),
             "",
-            *(
-                []
-                if self.in_protocols
-                else same_device_lines(
-                    self.folder,
-                    self.shown,
-                    self.content.data,
-                    self.content.script,
-                    self.content.environment.get(self.model),
-                )
-            ),
+            *([] if self.in_protocols else _same_device(self.folder.parent, self.model, self.content)),
         ]
 
     def _wall_time(self) -> list[str]:
