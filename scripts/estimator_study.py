@@ -52,6 +52,7 @@ from micam.metrics import (
     pearson,
     summarize,
 )
+from micam.runtime import tune_allocator
 
 # name -> MI-CAM keyword options (estimator, bins)
 ESTIMATORS: dict[str, dict[str, Any]] = {
@@ -99,6 +100,7 @@ def main() -> None:
         return
     if args.data is None or args.out is None:
         parser.error("--data and --out are required (or give --summary FOLDER)")
+    tune_allocator()  # as every micam command: batched passes and the estimators' blocks reuse their memory
     names = args.estimators.split(",")
     unknown = [name for name in names if name.removesuffix(SHUFFLED) not in ESTIMATORS]
     if unknown:

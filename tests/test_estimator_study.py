@@ -25,6 +25,8 @@ from micam.estimators import (
     upsampled_mutual_information,
 )
 from micam.estimators import fused as fused_module
+from micam.estimators import hsic as hsic_module
+from micam.estimators import subsample as subsample_module
 from micam.imaging import grayscale, upsample
 from micam.methods import mi_cam as mi_cam_module
 
@@ -64,6 +66,45 @@ def test_hsic_is_zero_for_independent_pairs_and_grows_with_correlation(gaussian_
     assert normalized[2] <= 1.0
     torch.testing.assert_close(raw[2], hsic_dependence(x[2], y[2]), rtol=0, atol=0)
     torch.testing.assert_close(normalized[2], hsic_dependence(x[2], y[2], normalized=True), rtol=0, atol=0)
+
+
+def _dense_hsic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """tr(K H L H) / (n - 1)^2 with the whole Gram matrices, each centred before the product (no cancellation
+    of large sums), and the same median-heuristic bandwidths: the textbook formula, for one pair of rows."""
+
+    def centred_gram(v: torch.Tensor) -> torch.Tensor:
+        sigma = hsic_module._median_bandwidth(v[None])[0]
+        gram = torch.exp(-(((v[:, None] - v[None, :]) / sigma) ** 2) / 2)
+        return gram - gram.mean(0, keepdim=True) - gram.mean(1, keepdim=True) + gram.mean()
+
+    return (centred_gram(x) * centred_gram(y)).sum() / (x.numel() - 1) ** 2
+
+
+@pytest.mark.parametrize("entries", [1 << 22, 1 << 16, 1000])  # one band; the CPU's blocks; 3-row bands, one ragged
+def test_hsic_equals_the_textbook_formula_whatever_the_blocks(monkeypatch, entries):
+    # The Gram matrices are formed one band of their upper triangle at a time, off-diagonal pairs counted twice.
+    monkeypatch.setattr(subsample_module, "_CPU_ENTRIES_PER_BLOCK", entries)
+    generator = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 301, generator=generator, dtype=torch.float64).relu()  # ties at 0, as ReLU maps have
+    y = x[0] + torch.randn(301, generator=generator, dtype=torch.float64)
+    raw = hsic_dependence(x, y)
+    normalized = hsic_dependence(x, y, normalized=True)
+    for row in range(3):
+        expected = _dense_hsic(x[row], y)
+        torch.testing.assert_close(raw[row], expected, rtol=1e-10, atol=0)
+        scale = (_dense_hsic(x[row], x[row]) * _dense_hsic(y, y)).sqrt()
+        torch.testing.assert_close(normalized[row], expected / scale, rtol=1e-10, atol=0)
+    assert raw[0] > 10 * raw[1:].max()  # y depends on row 0 only
+
+
+@pytest.mark.parametrize("entries", [1 << 22, 1000])
+def test_ksg_does_not_depend_on_the_block_size(monkeypatch, entries):
+    generator = torch.Generator().manual_seed(12)
+    x = torch.randn(3, 500, generator=generator)
+    y = x + torch.randn(3, 500, generator=generator)
+    expected = ksg_mutual_information(x, y)  # the CPU's own blocks
+    monkeypatch.setattr(subsample_module, "_CPU_ENTRIES_PER_BLOCK", entries)
+    assert torch.equal(ksg_mutual_information(x, y), expected)  # distances and neighbour counts are exact
 
 
 @pytest.mark.parametrize("estimator", ["ksg", "hsic", "hsic-normalized"])

@@ -9,12 +9,12 @@ H = I - 11^T / n, is
     HSIC = tr(K H L H) / (n - 1)^2 ,
 
 computed without forming H as (sum_ij K_ij L_ij - 2/n sum_i K_i. L_i. + K.. L.. / n^2) / (n - 1)^2, a
-block of Gram rows at a time. Kernels are Gaussian, k(x, x') = exp(-(x - x')^2 / (2 sigma^2)), with the
-median heuristic: sigma = the median of the nonzero distances |x_i - x_j| among the first 512
-subsampled points (the row's range where those are all equal); the median scales with the data, so
-HSIC is invariant to an affine rescaling of either variable. It runs on the seeded pixel subsample of
-``micam.estimators.subsample`` (2,048 positions by default); no jitter is needed (kernels do not care
-about ties).
+block of Gram rows at a time, over the upper block triangle only (both Gram matrices are symmetric).
+Kernels are Gaussian, k(x, x') = exp(-(x - x')^2 / (2 sigma^2)), with the median heuristic: sigma = the
+median of the nonzero distances |x_i - x_j| among the first 512 subsampled points (the row's range where
+those are all equal); the median scales with the data, so HSIC is invariant to an affine rescaling of
+either variable. It runs on the seeded pixel subsample of ``micam.estimators.subsample`` (2,048
+positions by default); no jitter is needed (kernels do not care about ties).
 
 HSIC is not mutual information and not in nats: it is a dependence measure >= 0 (at most 1 with
 these kernels, and in practice far below), used by MI-CAM as a channel weight, the successor the
@@ -33,10 +33,10 @@ from torch import Tensor
 from micam.estimators.plugin import value_rows_mi
 from micam.estimators.registry import Estimator
 from micam.estimators.subsample import (
-    _ENTRIES_PER_BLOCK,
     DEFAULT_SAMPLES,
     DEFAULT_SEED,
     check_samples,
+    entries_per_block,
     subsample_indices,
 )
 
@@ -87,7 +87,10 @@ def _hsic_rows(x: Tensor, y: Tensor, samples: int, seed: int, normalized: bool) 
     """(R,) float64 HSIC of each pair of (R, N) rows, on the seeded subsample, on their device.
 
     Rows of ``y`` are usually one gray image repeated for every channel: each distinct one has its Gram
-    blocks computed once and shared by all the rows of ``x`` it is paired with."""
+    blocks computed once and shared by all the rows of ``x`` it is paired with. The Gram matrices are
+    symmetric, so only their upper block triangle is formed: a band of ``queries`` rows against the
+    points from the band's first one on, the pairs right of the band's diagonal square weighted twice
+    (they stand for their mirror images too) and their column sums added to the later rows' sums."""
     indices = subsample_indices(x.shape[-1], samples, seed, x.device)
     n = indices.numel()
     x, y = x[:, indices].double(), y[:, indices].double()
@@ -96,35 +99,46 @@ def _hsic_rows(x: Tensor, y: Tensor, samples: int, seed: int, normalized: bool) 
         return out
     distinct_y, pairing = torch.unique(y, dim=0, return_inverse=True)
     sigma_y, constant_y = _median_bandwidth(distinct_y)
-    queries = max(1, min(n, _ENTRIES_PER_BLOCK // n))
+    entries = entries_per_block(x.device)
+    queries = max(1, min(n, entries // n))
     for u in range(distinct_y.shape[0]):
         rows = (pairing == u).nonzero().squeeze(1)
         yu = distinct_y[u : u + 1]
-        row_l = torch.empty_like(yu)
-        sum_ll = torch.zeros(1, dtype=torch.float64, device=x.device)
         xs = x[rows]
         sigma_x, constant_x = _median_bandwidth(xs)
+        row_k, row_l = torch.zeros_like(xs), torch.zeros_like(yu)
         sums = torch.zeros(2, rows.numel(), dtype=torch.float64, device=x.device)  # sum K*L, K*K
-        row_k = torch.empty_like(xs)
-        step = max(1, _ENTRIES_PER_BLOCK // (queries * n))
+        sum_ll = torch.zeros(1, dtype=torch.float64, device=x.device)
         for q in range(0, n, queries):
-            l_ = _gaussian_gram(yu[:, q : q + queries], yu, sigma_y[u : u + 1])[0]  # (q, n)
-            row_l[:, q : q + queries] = l_.sum(dim=-1)
+            band = min(queries, n - q)
+            l_ = _gaussian_gram(yu[:, q : q + band], yu[:, q:], sigma_y[u : u + 1])[0]  # (band, n - q)
+            _add_row_sums(row_l, l_[None], q, band)
+            pair_weight = torch.ones_like(l_)
+            pair_weight[:, band:] = 2.0
+            weighted_l = (l_ * pair_weight).flatten()
             if normalized:
-                sum_ll += torch.linalg.vector_norm(l_).square()
+                sum_ll += l_.flatten() @ weighted_l
+            step = max(1, entries // (band * (n - q)))
             for i in range(0, rows.numel(), step):
-                k = _gaussian_gram(xs[i : i + step, q : q + queries], xs[i : i + step], sigma_x[i : i + step])
-                row_k[i : i + step, q : q + queries] = k.sum(dim=-1)
+                k = _gaussian_gram(xs[i : i + step, q : q + band], xs[i : i + step, q:], sigma_x[i : i + step])
+                _add_row_sums(row_k[i : i + step], k, q, band)
                 flat = k.flatten(1)
-                sums[0, i : i + step] += flat @ l_.flatten()
+                sums[0, i : i + step] += flat @ weighted_l
                 if normalized:
-                    sums[1, i : i + step] += torch.linalg.vector_norm(flat, dim=-1).square_()
+                    sums[1, i : i + step] += flat.square() @ pair_weight.flatten()
         kl = _centred_trace(sums[0], row_k, row_l, n)
         if normalized:
             scale = (_centred_trace(sums[1], row_k, row_k, n) * _centred_trace(sum_ll, row_l, row_l, n)).sqrt_()
             kl = torch.where(scale > 0, kl / scale.clamp(min=1e-300), 0.0).clamp_(max=1.0)
         out[rows] = kl.masked_fill_(constant_x | constant_y[u], 0.0)
     return out
+
+
+def _add_row_sums(row_sums: Tensor, gram: Tensor, q: int, band: int) -> None:
+    """Add a (r, band, n - q) upper-triangle Gram block to the (r, n) row sums: its rows to rows q:q+band,
+    and, by symmetry, its columns right of the diagonal square to the rows after the band."""
+    row_sums[:, q : q + band] += gram.sum(dim=-1)
+    row_sums[:, q + band :] += gram[:, :, band:].sum(dim=1)
 
 
 def _centred_trace(total: Tensor, row_k: Tensor, row_l: Tensor, n: int) -> Tensor:

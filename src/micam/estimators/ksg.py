@@ -27,10 +27,10 @@ from torch import Tensor
 from micam.estimators.plugin import value_rows_mi
 from micam.estimators.registry import Estimator
 from micam.estimators.subsample import (
-    _ENTRIES_PER_BLOCK,
     DEFAULT_SAMPLES,
     DEFAULT_SEED,
     check_samples,
+    entries_per_block,
     rows_per_block,
     subsample_indices,
     uniform_noise,
@@ -145,7 +145,7 @@ def _ksg_rows(x: Tensor, y: Tensor, k: int, samples: int, seed: int, jitter: flo
     y, constant_y = _standardized(y[:, indices], noise[1], jitter)
     out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     psi_k_n = float(torch.special.digamma(torch.tensor([float(k), float(n)], dtype=torch.float64)).sum())
-    step = rows_per_block(n, n)
+    step = rows_per_block(n, n, x.device)
     for i in range(0, x.shape[0], step):
         xb, yb = x[i : i + step], y[i : i + step]
         eps = _kth_neighbour_distance(xb, yb, k)
@@ -167,7 +167,7 @@ def _kth_neighbour_distance(x: Tensor, y: Tensor, k: int) -> Tensor:
     """(r, n) max-norm distance from each point to its k-th nearest other point, a block of queries at a time."""
     points = torch.stack([x, y], dim=-1)  # (r, n, 2)
     rows, n = x.shape
-    queries = max(1, _ENTRIES_PER_BLOCK // (rows * n))
+    queries = max(1, entries_per_block(x.device) // (rows * n))
     eps = torch.empty_like(x)
     for q in range(0, n, queries):
         distances = torch.cdist(points[:, q : q + queries], points, p=float("inf"))
