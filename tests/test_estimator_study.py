@@ -95,6 +95,11 @@ def test_hsic_equals_the_textbook_formula_whatever_the_blocks(monkeypatch, entri
         scale = (_dense_hsic(x[row], x[row]) * _dense_hsic(y, y)).sqrt()
         torch.testing.assert_close(normalized[row], expected / scale, rtol=1e-10, atol=0)
     assert raw[0] > 10 * raw[1:].max()  # y depends on row 0 only
+    # Two distinct gray rows, one shared by two maps: each has its own Gram bands and sums.
+    pairs = torch.stack([y, x[1] - y, y])
+    paired = hsic_dependence(x, pairs)
+    for row in range(3):
+        torch.testing.assert_close(paired[row], _dense_hsic(x[row], pairs[row]), rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("entries", [1 << 22, 1000])
