@@ -45,24 +45,13 @@ def inputs(maps: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def textbook_hsic(up: torch.Tensor, gray: torch.Tensor, normalized: bool) -> torch.Tensor:
-    """HSIC of each row of ``up`` with ``gray`` from whole Gram matrices, each centred before their product,
-    on the default pixels with the estimator's bandwidths."""
-    from micam.estimators.hsic import _median_bandwidth
+    """The textbook HSIC (``micam.estimators.hsic.textbook_hsic``) of each row of ``up`` with ``gray``, on
+    the pixels the estimator looks at."""
+    from micam.estimators.hsic import textbook_hsic as one_pair
     from micam.estimators.subsample import subsample_indices
 
-    def centred_gram(v: torch.Tensor) -> torch.Tensor:
-        gram = torch.exp(-(((v[:, None] - v[None, :]) / _median_bandwidth(v[None])[0]) ** 2) / 2)
-        return gram - gram.mean(0, keepdim=True) - gram.mean(1, keepdim=True) + gram.mean()
-
     pixels = subsample_indices(gray.numel())
-    n = pixels.numel()
-    grams = [centred_gram(row.double()) for row in up[:, pixels]]
-    gray_gram = centred_gram(gray[pixels].double())
-    values = torch.stack([(gram * gray_gram).sum() / (n - 1) ** 2 for gram in grams])
-    if normalized:
-        own = torch.stack([gram.square().sum() / (n - 1) ** 2 for gram in grams])
-        values = values / (own * gray_gram.square().sum() / (n - 1) ** 2).sqrt()
-    return values
+    return torch.stack([one_pair(row[pixels], gray[pixels], normalized) for row in up])
 
 
 def measure(out: Path, maps: int) -> None:
@@ -125,8 +114,7 @@ def main() -> None:
             for name in checkouts
         }
         values = {name: torch.tensor(runs[name][0][estimator]["values"], dtype=torch.float64) for name in checkouts}
-        ours, theirs = values["this checkout"], values["baseline"]
-        difference = float(((ours - theirs).abs() / theirs.abs().clamp(min=1e-300)).max())
+        difference = _largest_relative_error(values["this checkout"], values["baseline"])
         speed_up = per_map["baseline"] / per_map["this checkout"]
         error = {
             name: _largest_relative_error(values[name][: args.reference_maps], textbook[estimator])

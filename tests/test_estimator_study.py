@@ -25,8 +25,8 @@ from micam.estimators import (
     upsampled_mutual_information,
 )
 from micam.estimators import fused as fused_module
-from micam.estimators import hsic as hsic_module
 from micam.estimators import subsample as subsample_module
+from micam.estimators.hsic import textbook_hsic
 from micam.imaging import grayscale, upsample
 from micam.methods import mi_cam as mi_cam_module
 
@@ -68,18 +68,6 @@ def test_hsic_is_zero_for_independent_pairs_and_grows_with_correlation(gaussian_
     torch.testing.assert_close(normalized[2], hsic_dependence(x[2], y[2], normalized=True), rtol=0, atol=0)
 
 
-def _dense_hsic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """tr(K H L H) / (n - 1)^2 with the whole Gram matrices, each centred before the product (no cancellation
-    of large sums), and the same median-heuristic bandwidths: the textbook formula, for one pair of rows."""
-
-    def centred_gram(v: torch.Tensor) -> torch.Tensor:
-        sigma = hsic_module._median_bandwidth(v[None])[0]
-        gram = torch.exp(-(((v[:, None] - v[None, :]) / sigma) ** 2) / 2)
-        return gram - gram.mean(0, keepdim=True) - gram.mean(1, keepdim=True) + gram.mean()
-
-    return (centred_gram(x) * centred_gram(y)).sum() / (x.numel() - 1) ** 2
-
-
 @pytest.mark.parametrize("entries", [1 << 22, 1 << 16, 1000])  # one band; the CPU's blocks; 3-row bands, one ragged
 def test_hsic_equals_the_textbook_formula_whatever_the_blocks(monkeypatch, entries):
     # The Gram matrices are formed one band of their upper triangle at a time, off-diagonal pairs counted twice.
@@ -90,16 +78,16 @@ def test_hsic_equals_the_textbook_formula_whatever_the_blocks(monkeypatch, entri
     raw = hsic_dependence(x, y)
     normalized = hsic_dependence(x, y, normalized=True)
     for row in range(3):
-        expected = _dense_hsic(x[row], y)
+        expected = textbook_hsic(x[row], y)
         torch.testing.assert_close(raw[row], expected, rtol=1e-10, atol=0)
-        scale = (_dense_hsic(x[row], x[row]) * _dense_hsic(y, y)).sqrt()
+        scale = (textbook_hsic(x[row], x[row]) * textbook_hsic(y, y)).sqrt()
         torch.testing.assert_close(normalized[row], expected / scale, rtol=1e-10, atol=0)
     assert raw[0] > 10 * raw[1:].max()  # y depends on row 0 only
     # Two distinct gray rows, one shared by two maps: each has its own Gram bands and sums.
     pairs = torch.stack([y, x[1] - y, y])
     paired = hsic_dependence(x, pairs)
     for row in range(3):
-        torch.testing.assert_close(paired[row], _dense_hsic(x[row], pairs[row]), rtol=1e-10, atol=0)
+        torch.testing.assert_close(paired[row], textbook_hsic(x[row], pairs[row]), rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("entries", [1 << 22, 1000])
